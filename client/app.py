@@ -1,0 +1,136 @@
+"""The PyTorch ClientApp: Flower messages in, local training and evaluation out."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from client.session import ClientSession, open_session
+from client.trainer import TrainSettings, evaluate_head, train_end_to_end, train_head
+from fedge.config import FedgeConfig, from_run_config
+from fedge.models.fingerprint import check_fingerprint
+from fedge.models.model import (
+    FedgeModel,
+    build_model,
+    load_trainable_state,
+    trainable_state,
+)
+from fedge.records import (
+    ARRAYS,
+    CLASS_NAMES,
+    CONFIG,
+    FINGERPRINT,
+    METRICS,
+    from_record,
+    to_record,
+)
+
+
+@dataclass
+class Prepared:
+    """This client's session, the model holding the server's parameters, the
+    round's config, and the map from local label ids to the server's classes."""
+
+    session: ClientSession
+    model: FedgeModel
+    config: ConfigRecord
+    label_map: np.ndarray
+    num_classes: int
+
+
+def _prepare(msg: Message, context: Context, cfg: FedgeConfig) -> Prepared:
+    config: ConfigRecord = msg.content[CONFIG]
+    session = open_session(cfg, context.node_config)
+    check_fingerprint(
+        str(config[FINGERPRINT]), session.loaded.fingerprint, session.loaded.describe()
+    )
+    server_classes = [str(c) for c in config[CLASS_NAMES]]  # type: ignore[union-attr]
+    model = build_model(cfg, len(server_classes), session.loaded)
+    load_trainable_state(model, from_record(msg.content[ARRAYS]))
+    return Prepared(session, model, config, session.label_map(server_classes), len(server_classes))
+
+
+def handle_train(msg: Message, context: Context, cfg: FedgeConfig) -> Message:
+    start = time.perf_counter()
+    p = _prepare(msg, context, cfg)
+    session, model, config, label_map = p.session, p.model, p.config, p.label_map
+    server_round = int(config.get("server-round", 0))  # type: ignore[arg-type]
+    settings = TrainSettings.from_config(cfg, float(config.get("proximal-mu", 0.0)))  # type: ignore[arg-type]
+    order_seed = (cfg.seed, server_round, session.client_id)
+    skipped = session.data.skipped_files
+    if session.uses_embeddings:
+        train = session.train_embeddings()
+        skipped += train.skipped
+        result = train_head(
+            model.head,
+            train.x,
+            label_map[train.y],
+            settings,
+            order_seed=order_seed,
+            device=session.device,
+        )
+    else:
+        data = session.data.train
+        result = train_end_to_end(
+            model,
+            data,
+            label_map[data.labels],
+            settings,
+            order_seed=order_seed,
+            device=session.device,
+        )
+    metrics = MetricRecord(
+        {
+            "num-examples": result.num_examples,
+            "train-loss": result.loss,
+            "train-accuracy": result.accuracy,
+            "train-seconds": result.seconds,
+            "embed-seconds": session.embed_seconds,
+            "client-seconds": time.perf_counter() - start,
+            "skipped-files": skipped,
+        }
+    )
+    content = RecordDict({ARRAYS: to_record(trainable_state(model)), METRICS: metrics})
+    return Message(content, reply_to=msg)
+
+
+def handle_evaluate(msg: Message, context: Context, cfg: FedgeConfig) -> Message:
+    p = _prepare(msg, context, cfg)
+    test = p.session.test_embeddings(p.model.backbone)
+    result = evaluate_head(
+        p.model.head, test.x, p.label_map[test.y], p.num_classes, p.session.device
+    )
+    metrics = MetricRecord(
+        {
+            "num-examples": result.num_examples,
+            "loss": result.loss,
+            "accuracy": result.accuracy,
+            "confusion": result.confusion.reshape(-1).astype(int).tolist(),
+        }
+    )
+    return Message(RecordDict({METRICS: metrics}), reply_to=msg)
+
+
+def build_client_app(cfg: FedgeConfig | None = None) -> ClientApp:
+    """A ClientApp for ``cfg``, or (None) for the run config Flower provides."""
+    client_app = ClientApp()
+
+    def config_of(context: Context) -> FedgeConfig:
+        return cfg if cfg is not None else from_run_config(context.run_config)
+
+    @client_app.train()
+    def train(msg: Message, context: Context) -> Message:
+        return handle_train(msg, context, config_of(context))
+
+    @client_app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        return handle_evaluate(msg, context, config_of(context))
+
+    return client_app
+
+
+app = build_client_app()

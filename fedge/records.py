@@ -1,0 +1,33 @@
+"""Flower record conventions shared by clients and the server.
+
+Trainable parameters travel as numpy arrays in an ``ArrayRecord`` under
+``arrays``; metrics under ``metrics``; the round's settings under ``config``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, RecordDict
+
+ARRAYS = "arrays"
+CONFIG = "config"
+METRICS = "metrics"
+FINGERPRINT = "fingerprint"
+CLASS_NAMES = "class-names"
+
+
+def to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
+    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
+
+
+def from_record(record: ArrayRecord) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in record.items()}
+
+
+def record_nbytes(record: ArrayRecord) -> int:
+    """Bytes of the serialized arrays (what goes over the wire, headers included)."""
+    return sum(len(a.data) for a in record.values())
+
+
+def content_nbytes(content: RecordDict) -> int:
+    return sum(record_nbytes(r) for r in content.array_records.values())

@@ -1,0 +1,154 @@
+"""What the ServerApp does, free of Flower's app plumbing: set up the run,
+drive the rounds, save the model and the run directory."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from logging import INFO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord
+from flwr.serverapp import Grid
+from flwr.supercore import log
+
+from fedge import rundir
+from fedge.config import FedgeConfig
+from fedge.data.federated import server_test
+from fedge.device import resolve_device
+from fedge.models.model import (
+    FedgeModel,
+    LoadedBackbone,
+    build_model,
+    load_backbone_for,
+    load_trainable_state,
+    trainable_state,
+)
+from fedge.records import CLASS_NAMES, FINGERPRINT, from_record, to_record
+from server.evaluation import CentralEvaluator
+from server.reporting import ConsoleReporter, RunDirRecorder
+from server.rounds import RoundCallback, run_rounds
+from server.strategies import build_strategy
+
+
+@dataclass
+class ServerSetup:
+    """Everything a run needs before round 1."""
+
+    cfg: FedgeConfig
+    run_dir: Path
+    loaded: LoadedBackbone
+    classes: list[str]
+    model: FedgeModel
+    evaluator: CentralEvaluator
+
+
+def prepare(
+    cfg: FedgeConfig, on_embed_progress: Callable[[int], None] | None = None
+) -> ServerSetup:
+    """Run dir, backbone, held-out embeddings and the initial model."""
+    run_dir = rundir.new_run_dir(cfg)
+    rundir.write_config(run_dir, cfg)
+    random.seed(cfg.seed)  # Flower samples clients with `random`
+    device = resolve_device(cfg.device)
+    loaded = load_backbone_for(cfg)
+    classes, test = server_test(cfg)
+    model = build_model(cfg, len(classes), loaded)
+    evaluator = CentralEvaluator.build(cfg, loaded, test, len(classes), device, on_embed_progress)
+    return ServerSetup(cfg, run_dir, loaded, classes, model, evaluator)
+
+
+def model_meta(setup: ServerSetup) -> dict[str, Any]:
+    cfg, pre = setup.cfg, setup.loaded.preprocessing
+    return {
+        "labels": setup.classes,
+        "num_classes": len(setup.classes),
+        "image_size": pre.image_size,
+        "mean": list(pre.mean),
+        "std": list(pre.std),
+        "interpolation": pre.interpolation,
+        "layout": "nchw",
+        "input": "float32 RGB in [0,1], resized to image_size x image_size, then (x-mean)/std",
+        "backbone": cfg.backbone,
+        "weights": cfg.weights,
+        "embedding_dim": setup.loaded.module.embedding_dim,
+        "head": cfg.head,
+        "mlp_hidden": cfg.mlp_hidden,
+        "unfreeze_last": cfg.unfreeze_last,
+        "fingerprint": setup.loaded.fingerprint,
+        "run_dir": str(setup.run_dir),
+    }
+
+
+def run_server(
+    grid: Grid,
+    cfg: FedgeConfig,
+    *,
+    extra_callbacks: Sequence[RoundCallback] = (),
+    printer: Callable[[str], None] | None = print,
+    on_embed_progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Drive a whole federation; return the run directory."""
+    setup = prepare(cfg, on_embed_progress)
+    model, evaluator = setup.model, setup.evaluator
+    initial = trainable_state(model)
+    n_trainable = sum(v.size for v in initial.values())
+    n_total = sum(p.numel() for p in model.parameters())
+    log(
+        INFO,
+        "fedge: run dir %s; %d of %d parameters train and travel",
+        setup.run_dir,
+        n_trainable,
+        n_total,
+    )
+    initial_metrics = evaluator.evaluate(model, initial)
+
+    recorder = RunDirRecorder(
+        setup.run_dir,
+        {
+            "backbone": cfg.backbone,
+            "weights": cfg.weights,
+            "fingerprint": setup.loaded.fingerprint,
+            "head": cfg.head,
+            "strategy": cfg.strategy,
+            "num_clients": cfg.num_clients,
+            "num_rounds": cfg.num_rounds,
+            "trainable_parameters": int(n_trainable),
+            "model_parameters": int(n_total),
+            "initial_accuracy": initial_metrics["accuracy"],
+        },
+    )
+    callbacks: list[RoundCallback] = [recorder, *extra_callbacks]
+    if printer is not None:
+        callbacks.append(ConsoleReporter(cfg.num_rounds, printer))
+
+    config = ConfigRecord({FINGERPRINT: setup.loaded.fingerprint, CLASS_NAMES: setup.classes})
+
+    def central(_: int, arrays: ArrayRecord) -> dict[str, Any]:
+        return evaluator.evaluate(model, from_record(arrays))
+
+    final = run_rounds(
+        grid,
+        build_strategy(cfg),
+        to_record(initial),
+        num_rounds=cfg.num_rounds,
+        train_config=config,
+        evaluate_config=config,
+        central_eval=central,
+        callbacks=callbacks,
+    )
+    final_arrays = from_record(final)
+    load_trainable_state(model, final_arrays)
+    save_final_model(setup, final_arrays)
+    recorder.write_summary(model_dir=str(setup.run_dir / rundir.MODEL_DIR))
+    return setup.run_dir
+
+
+def save_final_model(setup: ServerSetup, arrays: dict[str, np.ndarray]) -> None:
+    with torch.no_grad():
+        state = setup.model.state_dict()
+    rundir.save_model(setup.run_dir, arrays, state, model_meta(setup))

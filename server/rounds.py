@@ -1,0 +1,128 @@
+"""The round loop: a Flower strategy's own configure/aggregate steps, metered.
+
+Equivalent to ``Strategy.start`` but it records, per round, who answered,
+who failed and why, the bytes that travelled each way and the wall time, and
+hands a :class:`RoundReport` to callbacks (run directory, console, ...).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from logging import WARNING
+from typing import Any, Protocol
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.exception import InconsistentMessageReplies
+from flwr.serverapp.strategy import Strategy
+from flwr.supercore import log
+
+from fedge.records import content_nbytes
+
+CentralEval = Callable[[int, ArrayRecord], dict[str, Any] | None]
+
+
+@dataclass
+class RoundReport:
+    """What happened in one round."""
+
+    round: int
+    num_sampled: int
+    num_clients: int
+    failures: list[tuple[int, str]]
+    bytes_up: int
+    bytes_down: int
+    seconds: float
+    train: dict[str, Any] = field(default_factory=dict)
+    federated: dict[str, Any] | None = None
+    centralized: dict[str, Any] | None = None
+
+
+class StopFederation(Exception):
+    """Raised by a callback to end the run after the current round."""
+
+
+class RoundCallback(Protocol):
+    def on_round_end(self, report: RoundReport, arrays: ArrayRecord) -> None: ...
+
+
+def _metrics_dict(record: MetricRecord | None) -> dict[str, Any]:
+    return dict(record.items()) if record is not None else {}
+
+
+def _exchange(
+    grid: Grid, messages: Sequence[Message], timeout: float
+) -> tuple[list[Message], list[tuple[int, str]], int, int]:
+    """Send, wait, and sort replies into answers and failures (with reasons)."""
+    sent_to = {m.metadata.dst_node_id for m in messages}
+    down = sum(content_nbytes(m.content) for m in messages)
+    replies = list(grid.send_and_receive(messages, timeout=timeout)) if messages else []
+    ok = [r for r in replies if not r.has_error()]
+    failures = [(r.metadata.src_node_id, r.error.reason) for r in replies if r.has_error()]
+    answered = {r.metadata.src_node_id for r in replies}
+    failures += [(node, f"no reply within {timeout:g}s") for node in sorted(sent_to - answered)]
+    up = sum(content_nbytes(r.content) for r in ok)
+    return ok, failures, up, down
+
+
+def run_rounds(
+    grid: Grid,
+    strategy: Strategy,
+    arrays: ArrayRecord,
+    *,
+    num_rounds: int,
+    train_config: ConfigRecord,
+    evaluate_config: ConfigRecord,
+    central_eval: CentralEval | None,
+    callbacks: Sequence[RoundCallback] = (),
+    timeout: float = 3600.0,
+    first_round: int = 1,
+) -> ArrayRecord:
+    """Run rounds ``first_round..num_rounds``; return the final global arrays."""
+    for rnd in range(first_round, num_rounds + 1):
+        start = time.perf_counter()
+        train_msgs = list(
+            strategy.configure_train(rnd, arrays, ConfigRecord(dict(train_config)), grid)
+        )
+        replies, failures, up, down = _exchange(grid, train_msgs, timeout)
+        try:
+            new_arrays, train_metrics = strategy.aggregate_train(rnd, replies)
+        except InconsistentMessageReplies as e:
+            log(WARNING, "round %d: replies could not be aggregated (%s)", rnd, e)
+            new_arrays, train_metrics = None, None
+        if new_arrays is not None:
+            arrays = new_arrays
+
+        eval_msgs = list(
+            strategy.configure_evaluate(rnd, arrays, ConfigRecord(dict(evaluate_config)), grid)
+        )
+        eval_replies, eval_failures, _, eval_down = _exchange(grid, eval_msgs, timeout)
+        federated = strategy.aggregate_evaluate(rnd, eval_replies) if eval_replies else None
+        centralized = central_eval(rnd, arrays) if central_eval is not None else None
+
+        report = RoundReport(
+            round=rnd,
+            num_sampled=len(train_msgs),
+            num_clients=len(replies),
+            failures=failures + [(n, f"evaluate: {r}") for n, r in eval_failures],
+            bytes_up=up,
+            bytes_down=down + eval_down,
+            seconds=time.perf_counter() - start,
+            train=_metrics_dict(train_metrics),
+            federated=_metrics_dict(federated) if federated is not None else None,
+            centralized=centralized,
+        )
+        for node, reason in report.failures:
+            log(WARNING, "round %d: node %d failed: %s", rnd, node, reason)
+        stop: StopFederation | None = None
+        for cb in callbacks:
+            try:
+                cb.on_round_end(report, arrays)
+            except StopFederation as e:
+                stop = e
+        if stop is not None:
+            log(WARNING, "stopping after round %d: %s", rnd, stop)
+            break
+    return arrays

@@ -1,0 +1,128 @@
+"""Run a federation of simulated clients on this machine with Flower's
+simulation engine, after one shared embedding pass over the samples in use."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedge import rundir
+from fedge.config import FedgeConfig
+from fedge.data.federated import Subset, dataset_splits, server_test, simulated_client
+from fedge.data.partition import label_counts
+from fedge.device import resolve_device
+from fedge.embeddings.cache import embed_subset, missing_count
+from fedge.models.model import load_backbone_for
+
+ProgressFactory = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
+
+
+def absolute_paths(cfg: FedgeConfig) -> FedgeConfig:
+    """Make path-valued keys absolute, since Ray workers may run elsewhere."""
+    updates: dict[str, Any] = {}
+    for key, value in (("data-path", cfg.data_path), ("cache-dir", cfg.cache_dir)):
+        if value:
+            updates[key] = str(Path(value).expanduser().resolve())
+    if cfg.weights not in ("imagenet", "none"):
+        updates["weights"] = str(Path(cfg.weights).expanduser().resolve())
+    return cfg.replace(updates)
+
+
+@dataclass(frozen=True)
+class PartitionSummary:
+    train_counts: list[list[int]]
+    test_counts: list[list[int]]
+    classes: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "classes": self.classes,
+            "train_label_counts": self.train_counts,
+            "test_label_counts": self.test_counts,
+        }
+
+
+def partition_summary(cfg: FedgeConfig) -> PartitionSummary:
+    """Per-client label counts of the simulation's partitions."""
+    train, test = [], []
+    classes: list[str] = []
+    for pid in range(cfg.num_clients):
+        data = simulated_client(cfg, pid, cfg.num_clients)
+        classes = data.classes
+        labels = data.train.source.labels
+        train.append(label_counts(labels, data.train.indices, len(classes)))
+        test.append(label_counts(labels, data.test.indices, len(classes)))
+    return PartitionSummary(train, test, classes)
+
+
+def _no_progress(_: str, __: int) -> AbstractContextManager[Callable[[int], None]]:
+    return nullcontext(lambda n: None)
+
+
+def precompute_embeddings(cfg: FedgeConfig, progress: ProgressFactory = _no_progress) -> int:
+    """One embedding pass over every sample any client or the server will use,
+    written to the disk cache that all simulated clients read. Returns the
+    number of images that went through the backbone."""
+    loaded = load_backbone_for(cfg)
+    splits = dataset_splits(cfg)
+    used = np.unique(
+        np.concatenate(
+            [
+                np.concatenate([c.train.indices, c.test.indices])
+                for c in (simulated_client(cfg, p, cfg.num_clients) for p in range(cfg.num_clients))
+            ]
+        )
+    )
+    subsets = [Subset(splits.train, used), server_test(cfg)[1]]
+    todo = sum(missing_count(cfg, loaded, s) for s in subsets)
+    if todo:
+        device = resolve_device(cfg.device)
+        with progress("embedding pass", todo) as advance:
+            for subset in subsets:
+                embed_subset(cfg, loaded, subset, device, on_progress=advance)
+    return todo
+
+
+def backend_config(cfg: FedgeConfig) -> dict[str, Any]:
+    return {
+        "client_resources": {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},
+        "init_args": {"num_cpus": os.cpu_count() or 1, "include_dashboard": False},
+    }
+
+
+def run_simulation(
+    cfg: FedgeConfig,
+    *,
+    printer: Callable[[str], None] = print,
+    progress: ProgressFactory = _no_progress,
+) -> Path:
+    """Run ``cfg`` as a simulation; return its run directory."""
+    from flwr.simulation import run_simulation as flwr_run_simulation
+
+    from client.app import build_client_app
+    from server.app import build_server_app
+
+    cfg = absolute_paths(cfg)
+    run_path = rundir.new_run_dir(cfg)
+    cfg = cfg.replace({"run-dir": str(run_path)})
+    summary = partition_summary(cfg)
+    rundir.write_json(run_path / rundir.PARTITIONS, summary.to_json())
+    for pid, counts in enumerate(summary.train_counts):
+        printer(f"client {pid:>3}: {sum(counts):>5} train samples, label counts {counts}")
+    if cfg.embedding_cache == "disk" and cfg.unfreeze_last == 0:
+        precompute_embeddings(cfg, progress)
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    flwr_run_simulation(
+        server_app=build_server_app(cfg, printer=printer),
+        client_app=build_client_app(cfg),
+        num_supernodes=cfg.num_clients,
+        backend_config=backend_config(cfg),
+    )
+    return run_path
