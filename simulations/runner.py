@@ -20,16 +20,17 @@ from fedge.data.partition import label_counts
 from fedge.device import resolve_device
 from fedge.embeddings.cache import embed_subset, missing_count
 from fedge.models.model import load_backbone_for
+from fedge.paths import cache_dir
 
 ProgressFactory = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
 
 
 def absolute_paths(cfg: FedgeConfig) -> FedgeConfig:
-    """Make path-valued keys absolute, since Ray workers may run elsewhere."""
-    updates: dict[str, Any] = {}
-    for key, value in (("data-path", cfg.data_path), ("cache-dir", cfg.cache_dir)):
-        if value:
-            updates[key] = str(Path(value).expanduser().resolve())
+    """Make path-valued keys absolute (the cache dir resolved), since Ray
+    workers may start in another directory or environment."""
+    updates: dict[str, Any] = {"cache-dir": str(cache_dir(cfg))}
+    if cfg.data_path:
+        updates["data-path"] = str(Path(cfg.data_path).expanduser().resolve())
     if cfg.weights not in ("imagenet", "none"):
         updates["weights"] = str(Path(cfg.weights).expanduser().resolve())
     return cfg.replace(updates)

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
+
+from client.app import build_client_app
+from fedge.config import FedgeConfig
+from fedge.models.fingerprint import FingerprintMismatch
+from fedge.models.model import build_model, load_backbone_for, trainable_state
+from fedge.records import (
+    ARRAYS,
+    CLASS_NAMES,
+    CONFIG,
+    FINGERPRINT,
+    from_record,
+    record_nbytes,
+    to_record,
+)
+from tests.conftest import tiny_config_values
+
+
+@pytest.fixture
+def cfg(color_folder):
+    return FedgeConfig.from_mapping(tiny_config_values(color_folder))
+
+
+def _message(cfg, kind, fingerprint=None, classes=("blue", "green", "red")):
+    model = build_model(cfg, len(classes))
+    config = ConfigRecord(
+        {
+            FINGERPRINT: fingerprint or load_backbone_for(cfg).fingerprint,
+            CLASS_NAMES: list(classes),
+            "server-round": 1,
+        }
+    )
+    content = RecordDict({ARRAYS: to_record(trainable_state(model)), CONFIG: config})
+    msg = Message(content, dst_node_id=7, message_type=kind)
+    msg.metadata.__dict__["_message_id"] = "m-1"  # what the SuperLink assigns on push
+    return msg, trainable_state(model)
+
+
+def _context(cfg, partition_id=0):
+    return Context(
+        run_id=1,
+        node_id=7,
+        node_config={"partition-id": partition_id, "num-partitions": 3},
+        state=RecordDict(),
+        run_config=cfg.to_run_config(),
+    )
+
+
+def test_train_returns_only_the_head_changed_with_metrics(cfg, flower_task):
+    msg, before = _message(cfg, MessageType.TRAIN)
+    reply = build_client_app()(msg, _context(cfg))  # reads cfg from run_config
+    assert not reply.has_error()
+    after = from_record(reply.content[ARRAYS])
+    assert set(after) == set(before) == {"head.weight", "head.bias"}
+    assert not np.allclose(after["head.weight"], before["head.weight"])
+    metrics = reply.content["metrics"]
+    assert metrics["num-examples"] == 32 and metrics["skipped-files"] == 0
+    assert record_nbytes(reply.content[ARRAYS]) < 8_000  # 512x3+3 floats + headers
+
+
+def test_evaluate_reports_a_confusion_matrix(cfg, flower_task):
+    msg, _ = _message(cfg, MessageType.EVALUATE)
+    reply = build_client_app(cfg)(msg, _context(cfg, partition_id=1))
+    metrics = reply.content["metrics"]
+    assert len(metrics["confusion"]) == 9
+    assert sum(metrics["confusion"]) == metrics["num-examples"] > 0
+
+
+def test_client_refuses_mismatched_fingerprint(cfg, flower_task):
+    msg, _ = _message(cfg, MessageType.TRAIN, fingerprint="0" * 64)
+    with pytest.raises(FingerprintMismatch, match="backbone fingerprint mismatch"):
+        _raw_train(cfg, msg)
+
+
+def _raw_train(cfg, msg):
+    from client.app import handle_train
+
+    return handle_train(msg, _context(cfg), cfg)
+
+
+def test_client_refuses_classes_the_server_does_not_know(cfg, flower_task):
+    from client.session import ClassMismatch
+
+    msg, _ = _message(cfg, MessageType.TRAIN, classes=("blue", "green"))
+    with pytest.raises(ClassMismatch, match=r"classes \['red'\]"):
+        _raw_train(cfg, msg)
+
+
+def test_client_maps_its_classes_onto_the_server_order_by_name(cfg, flower_task):
+    msg, _ = _message(cfg, MessageType.TRAIN, classes=("red", "green", "blue", "violet"))
+    reply = _raw_train(cfg, msg)
+    assert from_record(reply.content[ARRAYS])["head.weight"].shape == (4, 512)
