@@ -212,7 +212,7 @@ class FedgeConfig:
     batch_size: int = _option(32, "Local batch size.", minimum=1, group="training")
     optimizer: str = _option("sgd", "Local optimizer.", choices=OPTIMIZERS, group="training")
     lr: float = _option(
-        0.05,
+        0.01,
         "Local learning rate.",
         minimum=0.0,
         exclusive_minimum=True,

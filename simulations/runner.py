@@ -91,6 +91,22 @@ def precompute_embeddings(cfg: FedgeConfig, progress: ProgressFactory = _no_prog
     return todo
 
 
+class _DropDeprecationNotice(logging.Filter):
+    """`run_simulation` announces its deprecation on every call; we know."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "DEPRECATED FEATURE" not in record.getMessage()
+
+
+def quiet_simulation_logs() -> None:
+    """Keep Flower's warnings and errors, drop its per-round INFO chatter."""
+    logger = logging.getLogger("flwr")
+    logger.setLevel(logging.WARNING)
+    if not any(isinstance(f, _DropDeprecationNotice) for f in logger.filters):
+        logger.addFilter(_DropDeprecationNotice())
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+
+
 def backend_config(cfg: FedgeConfig) -> dict[str, Any]:
     return {
         "client_resources": {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},
@@ -119,7 +135,7 @@ def run_simulation(
         printer(f"client {pid:>3}: {sum(counts):>5} train samples, label counts {counts}")
     if cfg.embedding_cache == "disk" and cfg.unfreeze_last == 0:
         precompute_embeddings(cfg, progress)
-    logging.getLogger("flwr").setLevel(logging.WARNING)
+    quiet_simulation_logs()
     flwr_run_simulation(
         server_app=build_server_app(cfg, printer=printer),
         client_app=build_client_app(cfg),
