@@ -258,6 +258,14 @@ class FedgeConfig:
     )
     run_dir: str = _option("", "Run directory (empty: runs/<timestamp>).", group="runtime")
 
+    # --- reporting ------------------------------------------------------------
+    tensorboard: bool = _option(
+        False,
+        "Also write each round's metrics as TensorBoard event files under "
+        "RUN_DIR/tensorboard (needs `pip install fedge[tensorboard]`).",
+        group="reporting",
+    )
+
     # ------------------------------------------------------------------------
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

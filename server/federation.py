@@ -33,6 +33,7 @@ from server.evaluation import CentralEvaluator
 from server.reporting import ConsoleReporter, RunDirRecorder
 from server.rounds import RoundCallback, run_rounds
 from server.strategies import build_strategy
+from server.tracking import tracking_callbacks
 
 
 @dataclass
@@ -117,12 +118,14 @@ def run_server(
             "strategy": cfg.strategy,
             "num_clients": cfg.num_clients,
             "num_rounds": cfg.num_rounds,
+            "classes": setup.classes,
             "trainable_parameters": int(n_trainable),
             "model_parameters": int(n_total),
             "initial_accuracy": initial_metrics["accuracy"],
         },
     )
-    callbacks: list[RoundCallback] = [recorder, *extra_callbacks]
+    callbacks: list[RoundCallback] = [recorder, *tracking_callbacks(cfg, setup.run_dir)]
+    callbacks += extra_callbacks
     if printer is not None:
         callbacks.append(ConsoleReporter(cfg.num_rounds, printer))
 

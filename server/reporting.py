@@ -23,6 +23,7 @@ def metrics_row(report: RoundReport) -> dict[str, Any]:
             "loss": central["loss"],
             "macro_f1": central["macro_f1"],
             "per_class_recall": central["per_class_recall"],
+            "confusion": central.get("confusion"),
             "evaluation": "centralized",
         }
     elif fed:
@@ -31,6 +32,7 @@ def metrics_row(report: RoundReport) -> dict[str, Any]:
             "loss": fed["loss"],
             "macro_f1": fed["macro-f1"],
             "per_class_recall": fed["per-class-recall"],
+            "confusion": fed.get("confusion"),
             "evaluation": "federated",
         }
     return {
@@ -79,6 +81,7 @@ class RunDirRecorder:
             "best_accuracy": max(accs) if accs else None,
             "best_round": rows[accs.index(max(accs))]["round"] if accs else None,
             "final_macro_f1": rows[-1].get("macro_f1") if rows else None,
+            "final_confusion": rows[-1].get("confusion") if rows else None,
             "rounds": len(rows),
             "wall_seconds": time.perf_counter() - self.started,
             "seconds_per_round": sum(r["seconds"] for r in rows) / len(rows) if rows else None,
@@ -99,21 +102,41 @@ class RunDirRecorder:
         return data
 
 
-def _kb(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """``515.0 KB``, ``1.03 MB``: bytes as people read them."""
     return f"{n / 1000:.1f} KB" if n < 1e6 else f"{n / 1e6:.2f} MB"
+
+
+def _fixed(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def round_cells(row: dict[str, Any], num_rounds: int) -> dict[str, str]:
+    """A metrics row as short strings, by column name (for lines and tables)."""
+    cells = {
+        "round": f"{row['round']}/{num_rounds}",
+        "clients": f"{row['num_clients']}/{row['num_sampled']}",
+        "accuracy": _fixed(row.get("accuracy")),
+        "loss": _fixed(row.get("loss")),
+        "macro-F1": _fixed(row.get("macro_f1")),
+        "bytes up": human_bytes(row["bytes_up"]),
+        "bytes down": human_bytes(row["bytes_down"]),
+        "seconds": f"{row['seconds']:.1f}",
+    }
+    if row.get("epsilon") is not None:
+        cells["epsilon"] = f"{row['epsilon']:.2f}"
+    return cells
 
 
 def round_line(row: dict[str, Any], num_rounds: int) -> str:
     """One line per round for humans."""
-    acc = row.get("accuracy")
-    loss = row.get("loss")
-    f1 = row.get("macro_f1")
-    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-    return (
-        f"round {row['round']:>3}/{num_rounds} | clients {row['num_clients']}/"
-        f"{row['num_sampled']} | acc {fmt(acc)} | loss {fmt(loss)} | f1 {fmt(f1)} | "
-        f"up {_kb(row['bytes_up'])} | down {_kb(row['bytes_down'])} | {row['seconds']:.1f}s"
+    c = round_cells(row, num_rounds)
+    line = (
+        f"round {row['round']:>3}/{num_rounds} | clients {c['clients']} | acc {c['accuracy']} | "
+        f"loss {c['loss']} | f1 {c['macro-F1']} | up {c['bytes up']} | "
+        f"down {c['bytes down']} | {c['seconds']}s"
     )
+    return line + (f" | eps {c['epsilon']}" if "epsilon" in c else "")
 
 
 class ConsoleReporter:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,8 +21,42 @@ from fedge.device import resolve_device
 from fedge.embeddings.cache import embed_subset, missing_count
 from fedge.models.model import load_backbone_for
 from fedge.paths import cache_dir
+from server.reporting import ConsoleReporter
+from server.rounds import RoundCallback
 
 ProgressFactory = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
+
+
+class SimulationDisplay(Protocol):
+    """What a simulation shows while it runs (see fedge/cli/display.py)."""
+
+    def print(self, line: str) -> None: ...
+
+    def progress(
+        self, description: str, total: int
+    ) -> AbstractContextManager[Callable[[int], None]]: ...
+
+    def running(self, num_rounds: int) -> AbstractContextManager[None]:
+        """Entered while the federation runs (after the embedding pass)."""
+        ...
+
+    def round_callbacks(self, num_rounds: int) -> list[RoundCallback]: ...
+
+
+class PlainDisplay:
+    """Plain lines on stdout: partitions, then one line per round."""
+
+    def print(self, line: str) -> None:
+        print(line)
+
+    def progress(self, description: str, total: int) -> AbstractContextManager[Any]:
+        return nullcontext(lambda n: None)
+
+    def running(self, num_rounds: int) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def round_callbacks(self, num_rounds: int) -> list[RoundCallback]:
+        return [ConsoleReporter(num_rounds)]
 
 
 def absolute_paths(cfg: FedgeConfig) -> FedgeConfig:
@@ -99,12 +133,16 @@ class _DropDeprecationNotice(logging.Filter):
 
 
 def quiet_simulation_logs() -> None:
-    """Keep Flower's warnings and errors, drop its per-round INFO chatter."""
+    """Keep Flower's warnings and errors here, drop its per-round INFO chatter."""
     logger = logging.getLogger("flwr")
     logger.setLevel(logging.WARNING)
     if not any(isinstance(f, _DropDeprecationNotice) for f in logger.filters):
         logger.addFilter(_DropDeprecationNotice())
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    # Ray workers inherit the environment: their Flower logs (which Ray copies to
+    # this console, e.g. "Manually terminating ClientAppActor" at shutdown) keep
+    # errors only. Client failures still reach the server as error replies.
+    os.environ.setdefault("FLWR_LOG_LEVEL", "ERROR")
 
 
 def backend_config(cfg: FedgeConfig) -> dict[str, Any]:
@@ -114,32 +152,35 @@ def backend_config(cfg: FedgeConfig) -> dict[str, Any]:
     }
 
 
-def run_simulation(
-    cfg: FedgeConfig,
-    *,
-    printer: Callable[[str], None] = print,
-    progress: ProgressFactory = _no_progress,
-) -> Path:
+def run_simulation(cfg: FedgeConfig, *, display: SimulationDisplay | None = None) -> Path:
     """Run ``cfg`` as a simulation; return its run directory."""
     from flwr.simulation import run_simulation as flwr_run_simulation
 
     from client.app import build_client_app
     from server.app import build_server_app
+    from server.tracking import require_tensorboard
 
+    display = display or PlainDisplay()
+    if cfg.tensorboard:
+        require_tensorboard()  # before minutes of work, not after
     cfg = absolute_paths(cfg)
     run_path = rundir.new_run_dir(cfg)
     cfg = cfg.replace({"run-dir": str(run_path)})
     summary = partition_summary(cfg)
     rundir.write_json(run_path / rundir.PARTITIONS, summary.to_json())
     for pid, counts in enumerate(summary.train_counts):
-        printer(f"client {pid:>3}: {sum(counts):>5} train samples, label counts {counts}")
+        display.print(f"client {pid:>3}: {sum(counts):>5} train samples, label counts {counts}")
     if cfg.embedding_cache == "disk" and cfg.unfreeze_last == 0:
-        precompute_embeddings(cfg, progress)
+        precompute_embeddings(cfg, display.progress)
     quiet_simulation_logs()
-    flwr_run_simulation(
-        server_app=build_server_app(cfg, printer=printer),
-        client_app=build_client_app(cfg),
-        num_supernodes=cfg.num_clients,
-        backend_config=backend_config(cfg),
+    server_app = build_server_app(
+        cfg, printer=None, callbacks=display.round_callbacks(cfg.num_rounds)
     )
+    with display.running(cfg.num_rounds):
+        flwr_run_simulation(
+            server_app=server_app,
+            client_app=build_client_app(cfg),
+            num_supernodes=cfg.num_clients,
+            backend_config=backend_config(cfg),
+        )
     return run_path

@@ -59,7 +59,10 @@ def test_simulate_writes_the_run_directory_contract(color_folder, tmp_path):
     run = tmp_path / "run"
     values = tiny_config_values(color_folder, **{"num-rounds": 3})
     proc = _fedge("simulate", *_set_args(values), "--run-dir", str(run))
-    assert "round   3/3" in proc.stdout and "embedding pass" in proc.stdout + proc.stderr
+    table = [line.split() for line in proc.stdout.splitlines() if "/3" in line]
+    assert [row[:2] for row in table] == [["1/3", "3/3"], ["2/3", "3/3"], ["3/3", "3/3"]]
+    assert "embedding pass" in proc.stdout + proc.stderr
+    assert f"run dir: {run}" in proc.stdout
 
     config = tomllib.loads((run / "config.toml").read_text())
     assert config["num-rounds"] == 3 and config["backbone"] == "resnet18"
@@ -79,6 +82,32 @@ def test_simulate_writes_the_run_directory_contract(color_folder, tmp_path):
     assert (run / "model" / "model.safetensors").stat().st_size > 40_000_000
     partitions = json.loads((run / "partitions.json").read_text())
     assert np.asarray(partitions["train_label_counts"]).sum() == 3 * 32
+
+
+def test_json_lines_and_tensorboard_of_a_real_run(color_folder, tmp_path):
+    """`--log-format json` puts only JSON on stdout, its rounds are metrics.jsonl's;
+    `tensorboard = true` writes the same figures."""
+    pytest.importorskip("tensorboard", reason="install fedge[tensorboard] (in the dev extra)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    values = tiny_config_values(color_folder, tensorboard="true")
+    proc = _fedge("simulate", "--log-format", "json", *_set_args(values), "--run-dir", str(run))
+    events = [json.loads(line) for line in proc.stdout.splitlines()]  # every line is JSON
+    rows = rundir.read_metrics(run)
+    rounds = [e for e in events if e["event"] == "round"]
+    assert [{"event": "round", "num_rounds": 2, **r} for r in rows] == rounds
+    assert events[-1]["event"] == "summary" and events[-1]["run_dir"] == str(run)
+    assert events[0]["event"] == "log" and "train samples" in events[0]["message"]
+
+    confusion = np.asarray(rows[-1]["confusion"])
+    assert confusion.shape == (3, 3) and confusion.sum() == 30  # 3 classes x 10 test images
+    assert rundir.read_summary(run)["final_confusion"] == rows[-1]["confusion"]
+
+    tb = EventAccumulator(str(run / "tensorboard"))
+    tb.Reload()
+    logged = [e.value for e in tb.Scalars("eval/accuracy")]
+    assert logged == pytest.approx([r["accuracy"] for r in rows])
 
 
 def test_saved_model_reproduces_the_reported_accuracy(color_folder, tmp_path):

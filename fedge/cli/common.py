@@ -1,12 +1,74 @@
-"""Pieces several sub-commands share: config options, progress, errors."""
+"""Pieces several sub-commands share: config options, help format."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import textwrap
 
-from fedge.config import ResolvedConfig, parse_set_items, resolve
+from fedge.config import ResolvedConfig, key_of, options, parse_set_items, resolve
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, in words people read
+    (``none``, ``off``) unless the help already states it; descriptions keep
+    their line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "%(default)" in text or "(default" in text or action.default is argparse.SUPPRESS:
+            return text
+        if not action.option_strings and action.nargs not in ("?", "*"):
+            return text
+        words = {None: "none", False: "off", True: "on"}
+        default = action.default
+        if isinstance(default, bool) or default is None:
+            shown = words[default]
+        elif default == []:
+            shown = "none"
+        else:
+            shown = "%(default)s"
+        return f"{text} (default: {shown})"
+
+
+def add_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    help: str,
+    description: str | None = None,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    """A sub-command parser whose help lists every option with its default."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=textwrap.fill(description or help, width=78),
+        epilog=epilog,
+        formatter_class=HelpFormatter,
+    )
+
+
+def _shown(value: object) -> str:
+    """A default as one would type it after ``--set KEY=``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value) if value != "" else "''"
+
+
+def config_keys_epilog() -> str:
+    """Every config key with its default, by group, for a command's help."""
+    groups: dict[str, list[str]] = {}
+    for f in options():
+        groups.setdefault(f.metadata["group"], []).append(f"{key_of(f)}={_shown(f.default)}")
+    lines = ["config keys, default values (--set KEY=VALUE; `fedge config keys` explains each):"]
+    for group, items in groups.items():
+        lines += textwrap.wrap(
+            " ".join(items),
+            width=78,
+            initial_indent=f"  {group + ':':<12}",
+            subsequent_indent=" " * 14,
+            break_on_hyphens=False,
+        )
+    return "\n".join(lines)
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -14,7 +76,8 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         "--config",
         metavar="FILE.toml",
         default=None,
-        help="TOML file with config keys (flat, or a [tool.flwr.app.config] table).",
+        help="TOML file with config keys (flat, or a [tool.flwr.app.config] table); "
+        "--set applies on top.",
     )
     parser.add_argument(
         "--set",
@@ -32,26 +95,3 @@ def resolve_from_args(
     overrides = parse_set_items(args.set)
     overrides.update(extra or {})
     return resolve(args.config, overrides)
-
-
-@contextmanager
-def rich_progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A progress bar; yields a function that advances it by n."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)

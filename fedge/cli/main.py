@@ -7,6 +7,7 @@ import sys
 
 from fedge import __version__
 from fedge.cli import config_cmd, simulate
+from fedge.cli.common import HelpFormatter
 from fedge.errors import FedgeError
 
 SUBCOMMANDS = (simulate, config_cmd)
@@ -16,6 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fedge",
         description="Federated fine-tuning of frozen-backbone heads, from simulation to the edge.",
+        epilog="Run `fedge COMMAND --help` for a command's options and their defaults.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fedge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -3,23 +3,45 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from fedge import rundir
-from fedge.cli.common import add_config_options, resolve_from_args, rich_progress
+from fedge.cli.common import (
+    add_command,
+    add_config_options,
+    config_keys_epilog,
+    resolve_from_args,
+)
+from fedge.cli.display import LOG_FORMATS, make_display
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "simulate",
         help="Run a federation of simulated clients on this machine.",
         description="Run a Flower federation of simulated clients that fine-tune the "
         "head of a frozen backbone, and write a run directory.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=config_keys_epilog(),
     )
     add_config_options(p)
     p.add_argument(
-        "--run-dir", metavar="DIR", default=None, help="Run directory (default: runs/<timestamp>)."
+        "--run-dir",
+        metavar="DIR",
+        default=None,
+        help="Run directory (default: runs/<timestamp>-<strategy>).",
+    )
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text: progress bars and a table row per round; json: one JSON object per "
+        "line on stdout (events log, progress, round, summary) for scripts.",
+    )
+    shown.add_argument(
+        "--quiet",
+        action="store_true",
+        help="Show nothing while running; print only the run directory at the end.",
     )
     p.set_defaults(func=run)
 
@@ -29,15 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     extra = {"run-dir": args.run_dir} if args.run_dir else {}
     cfg = resolve_from_args(args, extra).config
-    run_path = run_simulation(cfg, progress=rich_progress)
-    summary = rundir.read_summary(run_path)
-    keys = (
-        "final_accuracy",
-        "best_accuracy",
-        "rounds",
-        "wall_seconds",
-        "bytes_up_per_client_round",
-    )
-    print(f"run dir: {run_path}")
-    print(json.dumps({k: summary.get(k) for k in keys}))
+    display = make_display(args.log_format, args.quiet)
+    run_path = run_simulation(cfg, display=display)
+    display.finished(run_path, rundir.read_summary(run_path))
     return 0
