@@ -37,7 +37,7 @@ def _option_blocks(help_text: str) -> dict[str, str]:
 
 def test_every_option_of_every_command_states_its_default():
     commands = dict(_commands(build_parser()))
-    assert {("simulate",), ("config", "show")} <= set(commands)
+    assert {("simulate",), ("report",), ("compare",), ("config", "show")} <= set(commands)
     for path, parser in commands.items():
         blocks = _option_blocks(parser.format_help())
         options = [a.option_strings[0] for a in parser._actions if a.option_strings]

@@ -84,9 +84,9 @@ def test_simulate_writes_the_run_directory_contract(color_folder, tmp_path):
     assert np.asarray(partitions["train_label_counts"]).sum() == 3 * 32
 
 
-def test_json_lines_and_tensorboard_of_a_real_run(color_folder, tmp_path):
+def test_json_lines_tensorboard_and_report_of_a_real_run(color_folder, tmp_path):
     """`--log-format json` puts only JSON on stdout, its rounds are metrics.jsonl's;
-    `tensorboard = true` writes the same figures."""
+    `tensorboard = true` writes the same figures; `fedge report` states them."""
     pytest.importorskip("tensorboard", reason="install fedge[tensorboard] (in the dev extra)")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -108,6 +108,11 @@ def test_json_lines_and_tensorboard_of_a_real_run(color_folder, tmp_path):
     tb.Reload()
     logged = [e.value for e in tb.Scalars("eval/accuracy")]
     assert logged == pytest.approx([r["accuracy"] for r in rows])
+
+    _fedge("report", str(run))
+    md = (run / "report" / "report.md").read_text()
+    assert "![confusion matrix](confusion_matrix.png)" in md
+    assert f"| final accuracy | {rows[-1]['accuracy']:.4f} |" in md
 
 
 def test_saved_model_reproduces_the_reported_accuracy(color_folder, tmp_path):

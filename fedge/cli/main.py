@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from fedge import __version__
-from fedge.cli import config_cmd, simulate
+from fedge.cli import compare, config_cmd, report, simulate
 from fedge.cli.common import HelpFormatter
 from fedge.errors import FedgeError
 
-SUBCOMMANDS = (simulate, config_cmd)
+SUBCOMMANDS = (simulate, report, compare, config_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

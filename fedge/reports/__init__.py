@@ -1,0 +1,1 @@
+"""Human-facing reports of run directories: plots, HTML and Markdown pages."""
