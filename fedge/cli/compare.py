@@ -43,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
     shown = RichTable(*table.headers)
     for row in table.rows:
         shown.add_row(*row)
-    Console(highlight=False).print(shown)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=max(console.width, 140))
+    console.print(shown)
     written = write_report(doc, Path(args.out), stem="compare")
     print(f"comparison written to {written.html} and {written.markdown}")
     return 0

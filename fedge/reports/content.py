@@ -73,7 +73,8 @@ def summary_section(run: RunData) -> Section:
     epsilon = s.get("epsilon", final_epsilon(run))
     if epsilon is not None:
         rows.insert(4, ["privacy spent (epsilon)", fmt(epsilon, 3)])
-    return Section("Summary", "summary", [Table("summary", ["figure", "value"], rows)])
+    table = Table("summary", ["figure", "value"], rows, numeric=False)
+    return Section("Summary", "summary", [table])
 
 
 def round_table(run: RunData) -> Table:
@@ -114,13 +115,14 @@ def round_table(run: RunData) -> Table:
     where = "the server's held-out split" if run.centralized else "the clients' local test splits"
     caption = (
         f"accuracy, loss, macro-F1: {where}; fed.: clients' local test splits; "
-        "bytes: trainable parameters sent, all clients."
+        "bytes: trainable parameters sent, all clients. In the plot, round 0 is the "
+        "untrained head."
     )
     return Table("rounds", headers, rows, caption)
 
 
 def rounds_section(run: RunData) -> Section:
-    png = plots.accuracy_loss_figure(run.rows, run.centralized)
+    png = plots.accuracy_loss_figure(run.rows, run.centralized, run.summary.get("initial_accuracy"))
     return Section(
         "Accuracy and loss per round",
         "per-round",
@@ -238,7 +240,8 @@ def export_section(run: RunData) -> Section:
 
 def config_section(run: RunData) -> Section:
     rows = [[k, str(v).lower() if isinstance(v, bool) else str(v)] for k, v in run.config.items()]
-    return Section("Configuration", "config", [Table("config", ["key", "value"], rows)])
+    table = Table("config", ["key", "value"], rows, numeric=False)
+    return Section("Configuration", "config", [table])
 
 
 def run_document(run: RunData) -> Document:

@@ -13,12 +13,14 @@ class Paragraph:
 
 @dataclass(frozen=True)
 class Table:
-    """``key`` names the table (HTML id; Markdown heading anchor)."""
+    """``key`` names the table (its HTML id). ``numeric``: columns after the
+    first are right-aligned figures (else everything is left-aligned text)."""
 
     key: str
     headers: list[str]
     rows: list[list[str]]
     caption: str = ""
+    numeric: bool = True
 
 
 @dataclass(frozen=True)

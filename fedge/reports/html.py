@@ -18,7 +18,7 @@ nav a { margin-right: 1em; }
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f3f3f3; }
-td:first-child, th:first-child { text-align: left; }
+td:first-child, th:first-child, table.text td, table.text th { text-align: left; }
 caption { caption-side: bottom; text-align: left; color: #666; font-size: 0.9em;
           padding-top: 0.3em; }
 img { max-width: 100%; display: block; margin: 0.8em 0; }
@@ -31,8 +31,9 @@ def _table(t: Table) -> str:
         "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in t.rows
     )
     caption = f"<caption>{escape(t.caption)}</caption>" if t.caption else ""
+    kind = "" if t.numeric else ' class="text"'
     return (
-        f'<table id="{escape(t.key)}">{caption}\n<thead><tr>{head}</tr></thead>\n'
+        f'<table id="{escape(t.key)}"{kind}>{caption}\n<thead><tr>{head}</tr></thead>\n'
         f"<tbody>\n{body}\n</tbody></table>"
     )
 

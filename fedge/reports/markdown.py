@@ -9,10 +9,14 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _align(column: int, numeric: bool) -> str:
+    return "---:" if numeric and column > 0 else "---"
+
+
 def _table(t: Table) -> str:
     lines = [
         "| " + " | ".join(_cell(h) for h in t.headers) + " |",
-        "| " + " | ".join("---" if i == 0 else "---:" for i in range(len(t.headers))) + " |",
+        "| " + " | ".join(_align(i, t.numeric) for i in range(len(t.headers))) + " |",
         *("| " + " | ".join(_cell(c) for c in row) + " |" for row in t.rows),
     ]
     if t.caption:

@@ -29,11 +29,11 @@ def _series(rows: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[f
     return [p[0] for p in pairs], [float(p[1]) for p in pairs]
 
 
-def _round_axis(ax: Any, rows: Sequence[dict[str, Any]]) -> None:
+def _round_axis(ax: Any, rows: Sequence[dict[str, Any]], from_zero: bool = False) -> None:
     ax.set_xlabel("round")
     ax.grid(True, alpha=0.3)
-    rounds = [r["round"] for r in rows]
-    if rounds and len(rounds) <= 30:
+    rounds = [0] * from_zero + [r["round"] for r in rows]
+    if rounds and len(rounds) <= 31:
         ax.set_xticks(rounds)
 
 
@@ -42,13 +42,19 @@ def _plot(ax: Any, xs: list[int], ys: list[float], label: str, **kw: Any) -> Non
         ax.plot(xs, ys, marker="o", markersize=3.5, label=label, **kw)
 
 
-def accuracy_loss_figure(rows: Sequence[dict[str, Any]], centralized: bool) -> bytes:
+def accuracy_loss_figure(
+    rows: Sequence[dict[str, Any]], centralized: bool, initial_accuracy: float | None = None
+) -> bytes:
     """Accuracy (left) and loss (right) per round: the server's held-out split
-    when ``centralized``, the clients' local test splits, and training loss."""
+    when ``centralized`` (from round 0, the untrained head, when
+    ``initial_accuracy`` is known), the clients' local test splits, and training."""
     fig = Figure(figsize=(11, 4))
     acc_ax, loss_ax = fig.subplots(1, 2)
     if centralized:
-        _plot(acc_ax, *_series(rows, "accuracy"), "centralized (held-out split)")
+        xs, ys = _series(rows, "accuracy")
+        if initial_accuracy is not None:
+            xs, ys = [0, *xs], [float(initial_accuracy), *ys]
+        _plot(acc_ax, xs, ys, "centralized (held-out split)")
         _plot(loss_ax, *_series(rows, "loss"), "centralized (held-out split)")
     _plot(acc_ax, *_series(rows, "federated_accuracy"), "federated (clients' test splits)")
     _plot(acc_ax, *_series(rows, "train_accuracy"), "clients' training", linestyle="--")
@@ -59,8 +65,10 @@ def accuracy_loss_figure(rows: Sequence[dict[str, Any]], centralized: bool) -> b
     acc_ax.set_ylim(0, 1)
     loss_ax.set_title("loss per round")
     loss_ax.set_ylabel("cross-entropy loss")
+    from_zero = centralized and initial_accuracy is not None
+    _round_axis(acc_ax, rows, from_zero)
+    _round_axis(loss_ax, rows)
     for ax in (acc_ax, loss_ax):
-        _round_axis(ax, rows)
         ax.legend(fontsize=8)
     return to_png(fig)
 
