@@ -57,7 +57,8 @@ def _set_args(values: dict[str, object]) -> list[str]:
 
 def test_simulate_writes_the_run_directory_contract(color_folder, tmp_path):
     run = tmp_path / "run"
-    values = tiny_config_values(color_folder, **{"num-rounds": 3})
+    # Its own cache, so the embedding pass runs whatever ran before in this session.
+    values = tiny_config_values(color_folder, **{"num-rounds": 3, "cache-dir": tmp_path / "c"})
     proc = _fedge("simulate", *_set_args(values), "--run-dir", str(run))
     table = [line.split() for line in proc.stdout.splitlines() if "/3" in line]
     assert [row[:2] for row in table] == [["1/3", "3/3"], ["2/3", "3/3"], ["3/3", "3/3"]]
