@@ -52,6 +52,7 @@ def metrics_row(report: RoundReport) -> dict[str, Any]:
         "bytes_up": report.bytes_up,
         "bytes_down": report.bytes_down,
         "seconds": report.seconds,
+        **report.extra,
     }
 
 
