@@ -125,6 +125,12 @@ class FedgeConfig:
         group="data",
     )
     seed: int = _option(0, "Seed for partitions, sampling and training.", group="data")
+    class_names: str = _option(
+        "",
+        "Comma-separated class names, for a server without data of its own (data-path "
+        "empty): the model's classes; evaluation is then federated only.",
+        group="data",
+    )
 
     # --- model --------------------------------------------------------------
     backbone: str = _option(
@@ -174,6 +180,15 @@ class FedgeConfig:
         group="federation",
     )
     min_clients: int = _option(2, "Minimum clients a round needs.", minimum=1, group="federation")
+    round_timeout: float = _option(
+        3600.0,
+        "Seconds each wait of a round may last (for min-clients nodes to connect, for "
+        "training replies, for evaluation replies); a round aggregates the replies it "
+        "has if at least min-clients answered, and records who was missing.",
+        minimum=0.0,
+        exclusive_minimum=True,
+        group="federation",
+    )
     strategy: str = _option(
         "fedavg",
         "Flower aggregation strategy.",
@@ -251,6 +266,12 @@ class FedgeConfig:
     embed_batch_size: int = _option(
         64, "Batch size of the embedding pass.", minimum=1, group="runtime"
     )
+    resume: bool = _option(
+        False,
+        "Continue the run in run-dir from its last checkpointed round (starts at "
+        "round 1 when it has no checkpoint yet).",
+        group="runtime",
+    )
     cache_dir: str = _option(
         "",
         "Cache for weights, datasets and embeddings (empty: $FEDGE_CACHE_DIR or ~/.cache/fedge).",
@@ -275,6 +296,19 @@ class FedgeConfig:
                 f"min-clients={self.min_clients} exceeds num-clients="
                 f"{self.num_clients}; lower min-clients or raise num-clients."
             )
+        if self.resume and not self.run_dir:
+            raise ConfigError("resume=true needs run-dir=<the directory of the run to continue>.")
+        names = self.class_name_list
+        if self.class_names and (len(set(names)) != len(names) or len(names) < 2):
+            raise ConfigError(
+                f"config key 'class-names' must list at least two distinct, non-empty "
+                f"names separated by commas, got {self.class_names!r}."
+            )
+
+    @property
+    def class_name_list(self) -> list[str]:
+        """``class-names`` split at commas (empty when unset)."""
+        return [n.strip() for n in self.class_names.split(",")] if self.class_names else []
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "") -> FedgeConfig:

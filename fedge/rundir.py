@@ -96,6 +96,12 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
+def rewrite_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Replace metrics.jsonl with ``rows``, atomically."""
+    text = "".join(json.dumps(row, default=_json_default) + "\n" for row in rows)
+    _atomic_write(run_dir / METRICS, text)
+
+
 def read_summary(run_dir: Path) -> dict[str, Any]:
     return json.loads(_require(run_dir, SUMMARY).read_text(encoding="utf-8"))
 

@@ -4,6 +4,7 @@ drive the rounds, save the model and the run directory."""
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from logging import INFO
@@ -14,11 +15,12 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
 from fedge import rundir
 from fedge.config import FedgeConfig
-from fedge.data.federated import server_test
+from fedge.data.federated import server_data
 from fedge.device import resolve_device
 from fedge.models.model import (
     FedgeModel,
@@ -29,6 +31,9 @@ from fedge.models.model import (
     trainable_state,
 )
 from fedge.records import CLASS_NAMES, FINGERPRINT, from_record, to_record
+from server import checkpoint
+from server.availability import BoundedGrid
+from server.checkpoint import Checkpoint, Checkpointer
 from server.evaluation import CentralEvaluator
 from server.reporting import ConsoleReporter, RunDirRecorder
 from server.rounds import RoundCallback, run_rounds
@@ -38,29 +43,38 @@ from server.tracking import tracking_callbacks
 
 @dataclass
 class ServerSetup:
-    """Everything a run needs before round 1."""
+    """Everything a run needs before its first round."""
 
     cfg: FedgeConfig
     run_dir: Path
     loaded: LoadedBackbone
     classes: list[str]
     model: FedgeModel
-    evaluator: CentralEvaluator
+    evaluator: CentralEvaluator | None  # None: the server has no data of its own
+    resumed: Checkpoint | None = None  # the checkpoint a resumed run continues from
 
 
 def prepare(
     cfg: FedgeConfig, on_embed_progress: Callable[[int], None] | None = None
 ) -> ServerSetup:
-    """Run dir, backbone, held-out embeddings and the initial model."""
+    """Run dir (checked before anything in it changes), backbone, held-out
+    embeddings and the initial model."""
     run_dir = rundir.new_run_dir(cfg)
-    rundir.write_config(run_dir, cfg)
+    resumed = checkpoint.open_run(run_dir, cfg)
     random.seed(cfg.seed)  # Flower samples clients with `random`
     device = resolve_device(cfg.device)
     loaded = load_backbone_for(cfg)
-    classes, test = server_test(cfg)
+    if resumed is not None:
+        checkpoint.check_fingerprint(resumed, loaded.fingerprint, run_dir)
+    classes, test = server_data(cfg)
     model = build_model(cfg, len(classes), loaded)
-    evaluator = CentralEvaluator.build(cfg, loaded, test, len(classes), device, on_embed_progress)
-    return ServerSetup(cfg, run_dir, loaded, classes, model, evaluator)
+    evaluator = (
+        CentralEvaluator.build(cfg, loaded, test, len(classes), device, on_embed_progress)
+        if test is not None
+        else None
+    )
+    rundir.write_config(run_dir, cfg)
+    return ServerSetup(cfg, run_dir, loaded, classes, model, evaluator, resumed)
 
 
 def model_meta(setup: ServerSetup) -> dict[str, Any]:
@@ -106,7 +120,7 @@ def run_server(
         n_trainable,
         n_total,
     )
-    initial_metrics = evaluator.evaluate(model, initial)
+    initial_metrics = evaluator.evaluate(model, initial) if evaluator is not None else None
 
     recorder = RunDirRecorder(
         setup.run_dir,
@@ -121,10 +135,20 @@ def run_server(
             "classes": setup.classes,
             "trainable_parameters": int(n_trainable),
             "model_parameters": int(n_total),
-            "initial_accuracy": initial_metrics["accuracy"],
+            "initial_accuracy": initial_metrics["accuracy"] if initial_metrics else None,
         },
     )
-    callbacks: list[RoundCallback] = [recorder, *tracking_callbacks(cfg, setup.run_dir)]
+    strategy = build_strategy(cfg)
+    start, first_round = continue_run(setup, strategy, recorder, initial)
+    checkpointer = Checkpointer(
+        setup.run_dir,
+        strategy,
+        cfg,
+        setup.loaded.fingerprint,
+        wall_seconds=lambda: time.perf_counter() - recorder.started,
+    )
+    callbacks: list[RoundCallback] = [recorder, checkpointer]
+    callbacks += tracking_callbacks(cfg, setup.run_dir)
     callbacks += extra_callbacks
     if printer is not None:
         callbacks.append(ConsoleReporter(cfg.num_rounds, printer))
@@ -132,23 +156,47 @@ def run_server(
     config = ConfigRecord({FINGERPRINT: setup.loaded.fingerprint, CLASS_NAMES: setup.classes})
 
     def central(_: int, arrays: ArrayRecord) -> dict[str, Any]:
+        assert evaluator is not None
         return evaluator.evaluate(model, from_record(arrays))
 
     final = run_rounds(
-        grid,
-        build_strategy(cfg),
-        to_record(initial),
+        BoundedGrid(grid, cfg.min_clients, cfg.round_timeout),
+        strategy,
+        to_record(start),
         num_rounds=cfg.num_rounds,
         train_config=config,
         evaluate_config=config,
-        central_eval=central,
+        central_eval=central if evaluator is not None else None,
         callbacks=callbacks,
+        timeout=cfg.round_timeout,
+        first_round=first_round,
+        min_replies=cfg.min_clients,
     )
     final_arrays = from_record(final)
     load_trainable_state(model, final_arrays)
     save_final_model(setup, final_arrays)
     recorder.write_summary(model_dir=str(setup.run_dir / rundir.MODEL_DIR))
     return setup.run_dir
+
+
+def continue_run(
+    setup: ServerSetup,
+    strategy: Strategy,
+    recorder: RunDirRecorder,
+    initial: dict[str, np.ndarray],
+) -> tuple[dict[str, np.ndarray], int]:
+    """The arrays and round to start from: round 1, or after the checkpoint of a
+    resumed run (strategy, RNG, metrics rows and wall clock restored too)."""
+    ckpt = setup.resumed
+    if setup.cfg.resume:
+        recorder.rows = checkpoint.rows_for_resume(setup.run_dir, ckpt.round if ckpt else 0)
+    if ckpt is None:
+        return initial, 1
+    checkpoint.restore_strategy(strategy, ckpt)
+    checkpoint.restore_rng(ckpt.rng)
+    recorder.started -= ckpt.wall_seconds
+    log(INFO, "fedge: resuming %s after round %d", setup.run_dir, ckpt.round)
+    return ckpt.arrays, ckpt.round + 1
 
 
 def save_final_model(setup: ServerSetup, arrays: dict[str, np.ndarray]) -> None:

@@ -21,6 +21,7 @@ from fedge.device import resolve_device
 from fedge.embeddings.cache import embed_subset, missing_count
 from fedge.models.model import load_backbone_for
 from fedge.paths import cache_dir
+from server.checkpoint import open_run
 from server.reporting import ConsoleReporter
 from server.rounds import RoundCallback
 
@@ -166,6 +167,7 @@ def run_simulation(cfg: FedgeConfig, *, display: SimulationDisplay | None = None
     cfg = absolute_paths(cfg)
     run_path = rundir.new_run_dir(cfg)
     cfg = cfg.replace({"run-dir": str(run_path)})
+    open_run(run_path, cfg)  # refuse a run dir it may not start or continue, before any work
     summary = partition_summary(cfg)
     rundir.write_json(run_path / rundir.PARTITIONS, summary.to_json())
     for pid, counts in enumerate(summary.train_counts):

@@ -21,7 +21,7 @@ from fedge.data.partition import (
     server_test_indices,
     split_client,
 )
-from fedge.data.sources import load_dataset
+from fedge.data.sources import DatasetError, load_dataset
 from fedge.paths import cache_dir
 
 
@@ -112,3 +112,30 @@ def server_test(cfg: FedgeConfig) -> tuple[list[str], Subset]:
     assert splits.test is not None
     idx = server_test_indices(len(splits.test), cfg.max_test_samples, cfg.seed)
     return splits.classes, Subset(splits.test, idx)
+
+
+def server_has_data(cfg: FedgeConfig) -> bool:
+    """Whether the server holds an evaluation set: a ``data-path`` of its own, or
+    CIFAR-10 to download (unless ``class-names`` says it has no data)."""
+    return bool(cfg.data_path) or (cfg.dataset == "cifar10" and not cfg.class_names)
+
+
+def server_data(cfg: FedgeConfig) -> tuple[list[str], Subset | None]:
+    """The model's classes and the server's held-out samples (None: the server has
+    no data of its own and evaluation is federated only)."""
+    if server_has_data(cfg):
+        classes, test = server_test(cfg)
+        if cfg.class_names and set(cfg.class_name_list) != set(classes):
+            raise DatasetError(
+                f"class-names {cfg.class_name_list} differ from the classes of the "
+                f"server's data-path {classes}; fix class-names or leave it empty."
+            )
+        return classes, test
+    if not cfg.class_names:
+        raise DatasetError(
+            f"the server has no data: dataset={cfg.dataset} with an empty data-path. Set "
+            "data-path to a held-out set on the server (centralized evaluation), or "
+            "class-names='name1,name2,...' (the class folder names every client uses) to "
+            "evaluate on the clients only."
+        )
+    return cfg.class_name_list, None
