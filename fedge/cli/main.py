@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from fedge import __version__
-from fedge.cli import compare, config_cmd, report, simulate
+from fedge.cli import certs, compare, config_cmd, health, report, simulate
 from fedge.cli.common import HelpFormatter
 from fedge.errors import FedgeError
 
-SUBCOMMANDS = (simulate, report, compare, config_cmd)
+SUBCOMMANDS = (simulate, report, compare, config_cmd, certs, health)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,1 @@
+"""Helpers for running a real federation: credentials, health checks."""
