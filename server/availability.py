@@ -63,6 +63,11 @@ class BoundedGrid(Grid):
             time.sleep(min(self.poll, max(0.0, self.timeout - waited)))
 
     # --- plain delegation ------------------------------------------------------
+    def __getattr__(self, name: str) -> object:  # anything a concrete grid adds
+        if name == "grid":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.grid, name)
+
     def set_run(self, run: Run) -> None:
         self.grid.set_run(run)
 

@@ -10,7 +10,7 @@ import torch
 from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 
 from fedge import rundir
-from fedge.config import ConfigError, FedgeConfig
+from fedge.config import STRATEGIES, ConfigError, FedgeConfig
 from server import checkpoint
 from server.checkpoint import Checkpoint, ResumeError
 from server.strategies import build_strategy
@@ -61,6 +61,26 @@ def test_fedadam_state_survives_a_checkpoint(tmp_path, flower_task):
     # the next round aggregates the same on both
     a, _ = live.aggregate_train(2, [_reply(2.0), _reply(5.0)])
     b, _ = restored.aggregate_train(2, [_reply(2.0), _reply(5.0)])
+    np.testing.assert_array_equal(a["head.weight"].numpy(), b["head.weight"].numpy())
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_strategy_checkpoints_after_aggregating(name, tmp_path, flower_task):
+    cfg = _cfg(tmp_path, strategy=name)
+    live = build_strategy(cfg)
+    if hasattr(live, "current_arrays"):  # what configure_train records (FedAvgM: a record)
+        zero = np.zeros((3, 4), np.float32)
+        live.current_arrays = (
+            ArrayRecord({"head.weight": Array(zero)})
+            if name == "fedavgm"
+            else {"head.weight": zero}
+        )
+    live.aggregate_train(1, [_reply(float(v)) for v in range(1, 6)])
+    checkpoint.save(tmp_path, _ckpt(cfg, 1, live))
+    restored = build_strategy(cfg)
+    checkpoint.restore_strategy(restored, checkpoint.load(tmp_path))
+    a, _ = live.aggregate_train(2, [_reply(float(v)) for v in range(2, 7)])
+    b, _ = restored.aggregate_train(2, [_reply(float(v)) for v in range(2, 7)])
     np.testing.assert_array_equal(a["head.weight"].numpy(), b["head.weight"].numpy())
 
 
