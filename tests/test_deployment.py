@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fedge import rundir
+from fedge.data.sources import load_dataset
 from server import checkpoint
 from tests.conftest import tiny_config_values, write_color_images
 from tests.deployment import Federation
@@ -90,6 +91,11 @@ def test_three_hospitals_train_over_tls_with_node_auth(federation, tmp_path):
     assert (run_dir / "model" / "head.safetensors").is_file()
     assert checkpoint.load(run_dir).round == 3
     assert all(i is not None for i in node_ids) and len(node_ids) == 3
+    # Each SuperNode embedded exactly its own data-path (node config), in its own cache.
+    for name, node in federation.nodes.items():
+        splits = load_dataset("image-folder", str(node.data), tmp_path)
+        cached = {p.name for p in (federation.root / "cache" / name).glob("embeddings/*/*")}
+        assert cached == {splits.train.signature[:16], splits.test.signature[:16]}, name
 
 
 def test_strangers_get_nothing(federation):
