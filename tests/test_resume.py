@@ -3,6 +3,7 @@ processes): checkpoints carry the head, FedAdam's moments and the RNG states."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -23,9 +24,10 @@ def test_two_rounds_then_resume_equals_three_rounds(color_folder, tmp_path):
     _fedge("simulate", *_set_args({**values, "num-rounds": 2}), "--run-dir", str(resumed))
     proc = _fedge(
         "simulate", *_set_args({**values, "num-rounds": 3, "resume": "true"}),
-        "--run-dir", str(resumed),
+        "--run-dir", str(resumed), "--log-format", "json",
     )  # fmt: skip
-    assert "round   3/3" in proc.stdout and "round   1/3" not in proc.stdout
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [e["round"] for e in events if e["event"] == "round"] == [3]  # only what was left
 
     rows = rundir.read_metrics(resumed)
     assert [r["round"] for r in rows] == [1, 2, 3]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fedge.cli.common import HelpFormatter
 from fedge.deploy import commands
 from fedge.deploy.certs import CA_CERT, CertsReport, write_certs
 
@@ -19,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(valid for 127.0.0.1, localhost and every --host), and one ECDSA key pair per "
         "SuperNode for node authentication, in the formats Flower expects. Existing files "
         "are kept unless --force; run it again with new names to add SuperNodes.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("directory", metavar="DIR", type=Path, help="Where to write the files.")
     p.add_argument(

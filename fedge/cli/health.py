@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from fedge.cli.common import HelpFormatter
 from fedge.deploy.health import LOCAL_URLS, first_healthy
 
 
@@ -18,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Exit 0 when one of the URLs answers GET /health with 200. Without URLs: "
         "$FEDGE_HEALTH_URL, else the local SuperLink (port 8000, HTTPS or HTTP) and "
         "SuperNode (port 9094) defaults.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("urls", nargs="*", metavar="URL", help="e.g. https://coord:8000/health")
     p.add_argument("--ca", type=Path, default=None, help="CA certificate to verify HTTPS with.")
