@@ -21,6 +21,7 @@ import pickle
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,7 +232,7 @@ class Checkpointer:
         strategy: Strategy,
         cfg: FedgeConfig,
         fingerprint: str,
-        wall_seconds: Any,
+        wall_seconds: Callable[[], float],
     ) -> None:
         self.run_dir, self.strategy, self.cfg = run_dir, strategy, cfg
         self.fingerprint, self.wall_seconds = fingerprint, wall_seconds
