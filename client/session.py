@@ -14,31 +14,33 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from client.local_data import (
+    DATA_PATH,
+    NUM_PARTITIONS,
+    PARTITION_ID,
+    ClassMismatch,
+    Embedded,
+    client_data,
+    label_map,
+    usable_embeddings,
+)
 from fedge.config import FedgeConfig
-from fedge.data.federated import ClientData, Subset, deployed_client, simulated_client
+from fedge.data.federated import ClientData, Subset
 from fedge.device import resolve_device
 from fedge.embeddings.cache import embed_subset
 from fedge.embeddings.extract import compute_embeddings
-from fedge.errors import FedgeError
 from fedge.models.backbones import Backbone
 from fedge.models.model import LoadedBackbone, load_backbone_for
 
-PARTITION_ID = "partition-id"
-NUM_PARTITIONS = "num-partitions"
-DATA_PATH = "data-path"
-
-
-class ClassMismatch(FedgeError, ValueError):
-    """The client's classes cannot be mapped onto the server's."""
-
-
-@dataclass
-class Embedded:
-    """Usable embeddings of a subset (unreadable images dropped) and their labels."""
-
-    x: np.ndarray
-    y: np.ndarray
-    skipped: int
+__all__ = [
+    "DATA_PATH",
+    "NUM_PARTITIONS",
+    "PARTITION_ID",
+    "ClassMismatch",
+    "ClientSession",
+    "Embedded",
+    "open_session",
+]
 
 
 @dataclass
@@ -70,8 +72,7 @@ class ClientSession:
                 batch_size=self.cfg.embed_batch_size,
             )
         self.embed_seconds += time.perf_counter() - start
-        ok = ~np.isnan(z).any(axis=1)
-        return Embedded(z[ok], subset.labels[ok], int((~ok).sum()))
+        return usable_embeddings(z, subset.labels)
 
     def train_embeddings(self) -> Embedded:
         if self._train is None:
@@ -88,37 +89,12 @@ class ClientSession:
 
     def label_map(self, server_classes: list[str]) -> np.ndarray:
         """Map local label ids to the server's class order, by class name."""
-        local = self.data.classes
-        if list(server_classes) == list(local):
-            return np.arange(len(local))
-        unknown = sorted(set(local) - set(server_classes))
-        if unknown:
-            raise ClassMismatch(
-                f"this client's data has classes {unknown} that the server's model "
-                f"does not know (server classes: {list(server_classes)}). Rename or "
-                "remove those class folders, or add them to the server's classes."
-            )
-        position = {name: i for i, name in enumerate(server_classes)}
-        return np.asarray([position[name] for name in local], dtype=np.int64)
-
-
-def _client_data(cfg: FedgeConfig, node_config: Mapping[str, object]) -> tuple[int, ClientData]:
-    if PARTITION_ID in node_config:
-        pid = int(node_config[PARTITION_ID])  # type: ignore[arg-type]
-        n = int(node_config[NUM_PARTITIONS])  # type: ignore[arg-type]
-        return pid, simulated_client(cfg, pid, n)
-    data_path = str(node_config.get(DATA_PATH, "") or cfg.data_path)
-    if not data_path:
-        raise ValueError(
-            "this SuperNode has no data: start it with --node-config "
-            "\"data-path='/path/to/images'\" (or set data-path in the run config)."
-        )
-    return 0, deployed_client(cfg, data_path)
+        return label_map(self.data.classes, server_classes)
 
 
 @functools.lru_cache(maxsize=64)
 def _open(cfg: FedgeConfig, node_items: tuple[tuple[str, object], ...]) -> ClientSession:
-    client_id, data = _client_data(cfg, dict(node_items))
+    client_id, data = client_data(cfg, dict(node_items))
     torch.set_num_threads(max(1, int(cfg.num_cpus)))
     return ClientSession(
         cfg=cfg,

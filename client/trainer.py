@@ -2,79 +2,35 @@
 
 The fast path trains the head on cached embeddings. When the cache is off or
 backbone blocks are unfrozen, images go through the backbone every epoch.
-Batch order comes from numpy so other runtimes can reproduce it exactly.
+Batch order comes from numpy so other runtimes can reproduce it exactly
+(``client/local_training.py``, shared with the edge clients' numpy trainer).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from fedge.config import FedgeConfig
+from client.local_training import EvalResult, TrainResult, TrainSettings, batch_order
 from fedge.data.federated import Subset
-from fedge.embeddings.extract import load_batch
+from fedge.embeddings.batches import load_batch
 from fedge.metrics import confusion_matrix
 from fedge.models.model import FedgeModel
 
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int
-    batch_size: int
-    optimizer: str
-    lr: float
-    momentum: float
-    weight_decay: float
-    proximal_mu: float
-    seed: int
-
-    @classmethod
-    def from_config(cls, cfg: FedgeConfig, proximal_mu: float = 0.0) -> TrainSettings:
-        return cls(
-            epochs=cfg.local_epochs,
-            batch_size=cfg.batch_size,
-            optimizer=cfg.optimizer,
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            proximal_mu=proximal_mu,
-            seed=cfg.seed,
-        )
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    loss: float
-    accuracy: float
-    num_examples: int
-    seconds: float
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    loss: float
-    confusion: np.ndarray
-    num_examples: int
-
-    @property
-    def accuracy(self) -> float:
-        return float(np.trace(self.confusion) / max(1, self.confusion.sum()))
-
-
-def batch_order(
-    n: int, batch_size: int, epochs: int, seed: tuple[int, ...]
-) -> Iterator[np.ndarray]:
-    """Index batches for all epochs: a fresh seeded permutation per epoch."""
-    rng = np.random.default_rng(list(seed))
-    for _ in range(epochs):
-        perm = rng.permutation(n)
-        for i in range(0, n, batch_size):
-            yield perm[i : i + batch_size]
+__all__ = [
+    "EvalResult",
+    "TrainResult",
+    "TrainSettings",
+    "batch_order",
+    "evaluate_head",
+    "make_optimizer",
+    "train_end_to_end",
+    "train_head",
+]
 
 
 def make_optimizer(params: list[nn.Parameter], s: TrainSettings) -> torch.optim.Optimizer:

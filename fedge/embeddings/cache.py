@@ -10,6 +10,7 @@ import torch
 from fedge.config import FedgeConfig
 from fedge.data.federated import Subset
 from fedge.embeddings.extract import compute_embeddings
+from fedge.embeddings.lookup import lookup_or_compute
 from fedge.embeddings.store import EmbeddingStore
 from fedge.models.model import LoadedBackbone
 from fedge.paths import cache_dir
@@ -28,11 +29,9 @@ def embed_subset(
     on_progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Embeddings (N, D) of ``subset``; NaN rows mark unreadable images."""
-    store = store_for(cfg, loaded, subset)
-    rows, found = store.lookup(subset.indices)
-    if not found.all():
-        missing = subset.indices[~found]
-        fresh = compute_embeddings(
+
+    def compute(missing: np.ndarray) -> np.ndarray:
+        return compute_embeddings(
             loaded.module,
             loaded.preprocessing,
             subset.source,
@@ -41,14 +40,8 @@ def embed_subset(
             batch_size=cfg.embed_batch_size,
             on_progress=on_progress,
         )
-        if rows.shape[1] == 0:
-            rows = np.empty((len(subset), fresh.shape[1]), dtype=np.float32)
-        rows[~found] = fresh
-        store.save(missing, fresh)
-    elif on_progress is not None:
-        on_progress(len(subset))
-    store.remember(subset.indices, rows)
-    return rows
+
+    return lookup_or_compute(store_for(cfg, loaded, subset), subset.indices, compute, on_progress)
 
 
 def missing_count(cfg: FedgeConfig, loaded: LoadedBackbone, subset: Subset) -> int:

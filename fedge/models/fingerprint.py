@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-
-import torch
+from typing import TYPE_CHECKING
 
 from fedge.errors import FedgeError
 from fedge.models.preprocessing import Preprocessing
+
+if TYPE_CHECKING:  # torch stays out of edge clients, which only compare fingerprints
+    import torch
 
 
 class FingerprintMismatch(FedgeError, RuntimeError):
@@ -21,6 +23,8 @@ class FingerprintMismatch(FedgeError, RuntimeError):
 
 def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
     """Hash of tensor names, dtypes, shapes and values (order independent)."""
+    import torch
+
     h = hashlib.sha256()
     for key in sorted(state):
         t = state[key].detach().cpu().contiguous()
