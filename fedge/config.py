@@ -44,6 +44,7 @@ STRATEGIES = (
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 EMBEDDING_CACHES = ("disk", "memory", "off")
+EDGE_RUNTIMES = ("auto", "ai-edge-litert", "tflite-runtime", "onnxruntime")
 
 
 class ConfigError(FedgeError, ValueError):
@@ -278,6 +279,24 @@ class FedgeConfig:
         group="runtime",
     )
     run_dir: str = _option("", "Run directory (empty: runs/<timestamp>).", group="runtime")
+
+    # --- edge clients -----------------------------------------------------------
+    edge_fraction: float = _option(
+        0.0,
+        "Share of simulated clients that run the edge runtime (an exported backbone "
+        "and a numpy head, no PyTorch), chosen by partition id.",
+        minimum=0.0,
+        maximum=1.0,
+        group="edge",
+    )
+    edge_runtime: str = _option(
+        "auto",
+        "Inference runtime of edge clients (`auto`: the first installed of "
+        "ai-edge-litert, tflite-runtime, onnxruntime); a SuperNode's node config "
+        "`runtime` overrides it.",
+        choices=EDGE_RUNTIMES,
+        group="edge",
+    )
 
     # --- reporting ------------------------------------------------------------
     tensorboard: bool = _option(

@@ -30,10 +30,13 @@ from fedge.models.model import (
     load_trainable_state,
     trainable_state,
 )
+from fedge.paths import cache_dir
 from fedge.records import CLASS_NAMES, FINGERPRINT, from_record, to_record
 from server import checkpoint
 from server.availability import BoundedGrid
 from server.checkpoint import Checkpoint, Checkpointer
+from server.artifacts import BackboneArtifacts
+from server.delivery import BackboneDelivery
 from server.evaluation import CentralEvaluator
 from server.reporting import ConsoleReporter, RunDirRecorder
 from server.rounds import RoundCallback, run_rounds
@@ -154,6 +157,9 @@ def run_server(
         callbacks.append(ConsoleReporter(cfg.num_rounds, printer))
 
     config = ConfigRecord({FINGERPRINT: setup.loaded.fingerprint, CLASS_NAMES: setup.classes})
+    backbones = BackboneDelivery(
+        BackboneArtifacts(setup.loaded, cache_dir(cfg)), setup.loaded.fingerprint
+    )
 
     def central(_: int, arrays: ArrayRecord) -> dict[str, Any]:
         assert evaluator is not None
@@ -171,11 +177,14 @@ def run_server(
         timeout=cfg.round_timeout,
         first_round=first_round,
         min_replies=cfg.min_clients,
+        prepare_nodes=backbones.prepare,
     )
     final_arrays = from_record(final)
     load_trainable_state(model, final_arrays)
     save_final_model(setup, final_arrays)
-    recorder.write_summary(model_dir=str(setup.run_dir / rundir.MODEL_DIR))
+    recorder.write_summary(
+        model_dir=str(setup.run_dir / rundir.MODEL_DIR), backbone_delivery=backbones.summary()
+    )
     return setup.run_dir
 
 

@@ -51,6 +51,7 @@ def metrics_row(report: RoundReport) -> dict[str, Any]:
         "failures": [{"node_id": n, "reason": r} for n, r in report.failures],
         "bytes_up": report.bytes_up,
         "bytes_down": report.bytes_down,
+        "backbone_bytes_down": report.backbone_bytes_down,
         "seconds": report.seconds,
         **report.extra,
     }

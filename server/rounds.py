@@ -23,6 +23,9 @@ from fedge.records import content_nbytes
 from server.availability import TooFewNodes
 
 CentralEval = Callable[[int, ArrayRecord], dict[str, Any] | None]
+NodePreparer = Callable[[Grid, Sequence[int], float], int]
+"""Called with the nodes a phase is about to message, before it does; returns
+the bytes it sent them (backbone delivery to edge clients, for example)."""
 
 
 @dataclass
@@ -37,6 +40,7 @@ class RoundReport:
     bytes_down: int
     seconds: float
     train: dict[str, Any] = field(default_factory=dict)
+    backbone_bytes_down: int = 0  # part of bytes_down: backbone artifacts delivered
     federated: dict[str, Any] | None = None
     centralized: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # merged into the metrics row
@@ -112,18 +116,27 @@ def run_rounds(
     timeout: float = 3600.0,
     first_round: int = 1,
     min_replies: int = 1,
+    prepare_nodes: NodePreparer | None = None,
 ) -> ArrayRecord:
     """Run rounds ``first_round..num_rounds``; return the final global arrays.
 
     Each wait for replies lasts at most ``timeout`` seconds; a round aggregates
     the training replies it has only if at least ``min_replies`` arrived. Pass a
     :class:`~server.availability.BoundedGrid` to bound the wait for nodes too.
+    ``prepare_nodes`` runs before each phase with the nodes it will message.
     """
+
+    def prepare(messages: Sequence[Message]) -> int:
+        if prepare_nodes is None or not messages:
+            return 0
+        return prepare_nodes(grid, [m.metadata.dst_node_id for m in messages], timeout)
+
     for rnd in range(first_round, num_rounds + 1):
         start = time.perf_counter()
         train_msgs, note = _configure(
             "training", strategy.configure_train, rnd, arrays, train_config, grid
         )
+        setup_down = prepare(train_msgs)
         replies, failures, up, down = _exchange(grid, train_msgs, timeout)
         new_arrays, train_metrics = None, None
         if train_msgs and len(replies) < min_replies:
@@ -144,6 +157,7 @@ def run_rounds(
         eval_msgs, eval_note = _configure(
             "evaluation", strategy.configure_evaluate, rnd, arrays, evaluate_config, grid
         )
+        setup_down += prepare(eval_msgs)
         eval_replies, eval_failures, _, eval_down = _exchange(grid, eval_msgs, timeout)
         federated = strategy.aggregate_evaluate(rnd, eval_replies) if eval_replies else None
         centralized = central_eval(rnd, arrays) if central_eval is not None else None
@@ -155,7 +169,7 @@ def run_rounds(
             num_clients=len(replies),
             failures=failures + [(n, f"evaluate: {r}") for n, r in eval_failures],
             bytes_up=up,
-            bytes_down=down + eval_down,
+            bytes_down=down + eval_down + setup_down,
             seconds=time.perf_counter() - start,
             train=_metrics_dict(train_metrics),
             federated=_metrics_dict(federated) if federated is not None else None,
@@ -164,6 +178,7 @@ def run_rounds(
                 "aggregated": new_arrays is not None,
                 **({"note": "; ".join(notes)} if notes else {}),
             },
+            backbone_bytes_down=setup_down,
         )
         for node, reason in report.failures:
             log(WARNING, "round %d: node %d failed: %s", rnd, node, reason)

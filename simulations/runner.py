@@ -1,10 +1,13 @@
 """Run a federation of simulated clients on this machine with Flower's
-simulation engine, after one shared embedding pass over the samples in use."""
+simulation engine, after one shared embedding pass over the samples the
+PyTorch clients use. With ``edge-fraction`` > 0 some clients are edge clients
+(``client/kinds.py``): they get the exported backbone and embed their own."""
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -13,6 +16,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from client.kinds import edge_partitions, is_edge_partition
+from client.runtimes import artifact_format, choose_runtime
 from fedge import rundir
 from fedge.config import FedgeConfig
 from fedge.data.federated import Subset, dataset_splits, server_test, simulated_client
@@ -103,17 +108,20 @@ def _no_progress(_: str, __: int) -> AbstractContextManager[Callable[[int], None
 
 
 def precompute_embeddings(cfg: FedgeConfig, progress: ProgressFactory = _no_progress) -> int:
-    """One embedding pass over every sample any client or the server will use,
+    """One embedding pass over every sample any PyTorch client or the server will use,
     written to the disk cache that all simulated clients read. Returns the
     number of images that went through the backbone."""
     loaded = load_backbone_for(cfg)
     splits = dataset_splits(cfg)
+    torch_clients = [
+        simulated_client(cfg, p, cfg.num_clients)
+        for p in range(cfg.num_clients)
+        if not is_edge_partition(p, cfg.edge_fraction)  # edge clients embed their own
+    ]
     used = np.unique(
         np.concatenate(
-            [
-                np.concatenate([c.train.indices, c.test.indices])
-                for c in (simulated_client(cfg, p, cfg.num_clients) for p in range(cfg.num_clients))
-            ]
+            [np.zeros(0, np.int64)]
+            + [np.concatenate([c.train.indices, c.test.indices]) for c in torch_clients]
         )
     )
     subsets = [Subset(splits.train, used), server_test(cfg)[1]]
@@ -124,6 +132,22 @@ def precompute_embeddings(cfg: FedgeConfig, progress: ProgressFactory = _no_prog
             for subset in subsets:
                 embed_subset(cfg, loaded, subset, device, on_progress=advance)
     return todo
+
+
+def prepare_edge_backbone(cfg: FedgeConfig) -> str:
+    """Export (or find in the cache) the backbone artifact the simulated edge
+    clients will ask for, so round 1 does not wait for it; a line about it."""
+    from server.artifacts import BackboneArtifacts
+
+    fmt = artifact_format(choose_runtime(cfg.edge_runtime))
+    start = time.perf_counter()
+    _, info = BackboneArtifacts(load_backbone_for(cfg), cache_dir(cfg)).get(fmt)
+    n_edge = len(edge_partitions(cfg.num_clients, cfg.edge_fraction))
+    return (
+        f"edge clients: {n_edge} of {cfg.num_clients} ({choose_runtime(cfg.edge_runtime)}), "
+        f"backbone.{fmt} {info.size_bytes / 1e6:.2f} MB ready in "
+        f"{time.perf_counter() - start:.1f}s"
+    )
 
 
 class _DropDeprecationNotice(logging.Filter):
@@ -157,7 +181,7 @@ def run_simulation(cfg: FedgeConfig, *, display: SimulationDisplay | None = None
     """Run ``cfg`` as a simulation; return its run directory."""
     from flwr.simulation import run_simulation as flwr_run_simulation
 
-    from client.app import build_client_app
+    from client.dispatch import build_dispatching_app
     from server.app import build_server_app
     from server.tracking import require_tensorboard
 
@@ -174,6 +198,8 @@ def run_simulation(cfg: FedgeConfig, *, display: SimulationDisplay | None = None
         display.print(f"client {pid:>3}: {sum(counts):>5} train samples, label counts {counts}")
     if cfg.embedding_cache == "disk" and cfg.unfreeze_last == 0:
         precompute_embeddings(cfg, display.progress)
+    if edge_partitions(cfg.num_clients, cfg.edge_fraction):
+        display.print(prepare_edge_backbone(cfg))
     quiet_simulation_logs()
     server_app = build_server_app(
         cfg, printer=None, callbacks=display.round_callbacks(cfg.num_rounds)
@@ -181,7 +207,7 @@ def run_simulation(cfg: FedgeConfig, *, display: SimulationDisplay | None = None
     with display.running(cfg.num_rounds):
         flwr_run_simulation(
             server_app=server_app,
-            client_app=build_client_app(cfg),
+            client_app=build_dispatching_app(cfg),
             num_supernodes=cfg.num_clients,
             backend_config=backend_config(cfg),
         )

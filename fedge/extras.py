@@ -1,0 +1,25 @@
+"""Optional parts of the install: what is there, and a clear error when not."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from fedge.errors import FedgeError
+
+
+class MissingExtra(FedgeError, ImportError):
+    """A feature needs packages this install does not have."""
+
+
+def has_torch() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def require_torch(what: str) -> None:
+    """Raise a clear error naming the extra when PyTorch is not installed."""
+    if not has_torch():
+        raise MissingExtra(
+            f"{what} needs PyTorch, which this install lacks (an edge install, "
+            "`fedge[edge]`, runs clients without it). Install the PyTorch stack: "
+            "pip install 'fedge[torch]'."
+        )
