@@ -11,8 +11,12 @@ class MissingExtra(FedgeError, ImportError):
     """A feature needs packages this install does not have."""
 
 
+def has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
 def has_torch() -> bool:
-    return importlib.util.find_spec("torch") is not None
+    return has_module("torch")
 
 
 def require_torch(what: str) -> None:
@@ -23,3 +27,8 @@ def require_torch(what: str) -> None:
             "`fedge[edge]`, runs clients without it). Install the PyTorch stack: "
             "pip install 'fedge[torch]'."
         )
+
+
+def require_reports(what: str) -> None:
+    if not has_module("matplotlib"):
+        raise MissingExtra(f"{what} draws plots with matplotlib: pip install 'fedge[reports]'.")

@@ -8,7 +8,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedge.config import FedgeConfig, from_run_config
-from server.federation import run_server
+from fedge.extras import require_torch
 from server.rounds import RoundCallback
 
 
@@ -27,6 +27,9 @@ def build_server_app(
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
+        require_torch("the fedge ServerApp")
+        from server.federation import run_server
+
         run_cfg = cfg if cfg is not None else from_run_config(context.run_config)
         run_server(
             grid,

@@ -70,6 +70,15 @@ def tiny_config_values(data: Path, **extra: object) -> dict[str, object]:
     return values
 
 
+@pytest.fixture(scope="session")
+def tiny_backbone_artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
+    """The tiny config's backbone exported in every format this environment
+    can export: ``{format: (path, ArtifactInfo)}`` (needs torch)."""
+    from tests.artifacts import export_all
+
+    return export_all(tiny_config_values(Path("unused")), tmp_path_factory.mktemp("artifacts"))
+
+
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
 
 

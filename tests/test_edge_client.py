@@ -22,22 +22,18 @@ from fedge.config import FedgeConfig
 from fedge.embeddings.batches import load_batch
 from fedge.models.model import build_model, load_backbone_for, trainable_state
 from fedge.records import ARRAYS, CLASS_NAMES, CONFIG, FINGERPRINT, METRICS, from_record, to_record
-from server.artifacts import BackboneArtifacts
-from tests.artifacts import export_onnx
 from tests.conftest import tiny_config_values
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("blue", "green", "red")
 
 
-@pytest.fixture(scope="module")
-def onnx_backbone(color_folder, tmp_path_factory):
-    """The tiny config's backbone exported to ONNX, as the server holds it."""
-    cfg = FedgeConfig.from_mapping(tiny_config_values(color_folder))
-    artifacts = BackboneArtifacts(load_backbone_for(cfg), tmp_path_factory.mktemp("server"))
-    out = tmp_path_factory.mktemp("export")
-    info = artifacts.adopt("onnx", export_onnx(load_backbone_for(cfg), out)["onnx"])
-    return artifacts.get("onnx")[0], info
+@pytest.fixture
+def onnx_backbone(tiny_backbone_artifacts):
+    """The tiny config's backbone exported to ONNX, with its info."""
+    if "onnx" not in tiny_backbone_artifacts:
+        pytest.skip("no ONNX exporter here (onnx, onnxscript)")
+    return tiny_backbone_artifacts["onnx"]
 
 
 @pytest.fixture
@@ -76,6 +72,7 @@ def _give(cfg, node_config, onnx_backbone) -> None:
     ArtifactStore(artifact_root(cfg, node_config)).put(path.read_bytes(), info)
 
 
+@pytest.mark.slow  # exports the tiny backbone first
 def test_onnx_embeddings_match_the_pytorch_backbone(cfg, onnx_backbone):
     import torch
 
@@ -92,6 +89,7 @@ def test_onnx_embeddings_match_the_pytorch_backbone(cfg, onnx_backbone):
     assert np.abs(got - expected).max() < 1e-4
 
 
+@pytest.mark.slow  # exports the tiny backbone first
 def test_edge_reply_has_the_pytorch_reply_layout(cfg, onnx_backbone, flower_task):
     app = build_dispatching_app(cfg)
     edge, torch_node = _node(1), _node(0)  # edge-fraction 0: set each node's runtime
@@ -114,6 +112,7 @@ def test_edge_reply_has_the_pytorch_reply_layout(cfg, onnx_backbone, flower_task
     assert sum(ev_edge["confusion"]) == ev_edge["num-examples"] > 0
 
 
+@pytest.mark.slow  # exports the tiny backbone first
 def test_edge_and_pytorch_clients_train_the_same_head(cfg, onnx_backbone, flower_task):
     """Same partition, same start: only the backbone's runtime differs."""
     app = build_dispatching_app(cfg)
@@ -138,6 +137,7 @@ def test_edge_client_without_the_backbone_says_so(cfg, flower_task):
         train_reply(msg.content, _context(cfg, {**_node(1), "runtime": "onnxruntime"}), cfg)
 
 
+@pytest.mark.slow  # exports the tiny backbone first
 def test_backbone_query_then_delivery_then_held(cfg, onnx_backbone, flower_task):
     app = build_dispatching_app(cfg)
     node = {**_node(1), "runtime": "onnxruntime"}
@@ -167,6 +167,7 @@ def test_backbone_query_then_delivery_then_held(cfg, onnx_backbone, flower_task)
     assert delivery.NodeStatus.from_content(torch_status.content).format == ""
 
 
+@pytest.mark.slow  # exports the tiny backbone first
 def test_store_rejects_bytes_that_are_not_the_announced_artifact(tmp_path, onnx_backbone):
     path, info = onnx_backbone
     data = bytearray(path.read_bytes())
@@ -180,6 +181,7 @@ def test_store_rejects_bytes_that_are_not_the_announced_artifact(tmp_path, onnx_
     assert store.find(info.fingerprint, "tflite") is None
 
 
+@pytest.mark.slow  # exports the tiny backbone first
 def test_store_ignores_a_file_damaged_on_disk(tmp_path, onnx_backbone):
     from client import artifact_store
 
@@ -191,6 +193,7 @@ def test_store_ignores_a_file_damaged_on_disk(tmp_path, onnx_backbone):
     assert store.find(info.fingerprint, "onnx") is None
 
 
+@pytest.mark.slow  # exports the tiny backbone first
 def test_artifact_info_round_trips_through_json(onnx_backbone):
     info = onnx_backbone[1]
     assert ArtifactInfo.from_json(info.to_json()) == info

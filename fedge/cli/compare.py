@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from fedge.cli.common import add_command
+from fedge.extras import require_reports
 
 DEFAULT_OUT = "fedge-compare"
 
@@ -30,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_reports("`fedge compare`")
     from rich.console import Console
     from rich.table import Table as RichTable
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from fedge.cli.common import add_command
+from fedge.extras import require_reports
 from fedge.reports.run import REPORT_DIR
 
 
@@ -29,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_reports("`fedge report`")
     from fedge.reports.content import run_document
     from fedge.reports.output import write_report
     from fedge.reports.run import RunData

@@ -12,6 +12,7 @@ from fedge.cli.common import (
     resolve_from_args,
 )
 from fedge.cli.display import LOG_FORMATS, make_display
+from fedge.extras import require_torch
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_torch("`fedge simulate`")
     from simulations.runner import run_simulation
 
     extra = {"run-dir": args.run_dir} if args.run_dir else {}
