@@ -28,7 +28,7 @@ FROM python:${PYTHON_VERSION}-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# CPU wheels first; pyproject.toml's pins (torch==2.14.1, torchvision==0.29.1) are then met.
+# CPU wheels first; the `torch` extra's pins (torch==2.14.1, torchvision==0.29.1) are then met.
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu \
         torch==2.14.1 torchvision==0.29.1
 WORKDIR /src
@@ -38,7 +38,7 @@ COPY server ./server
 COPY client ./client
 COPY export ./export
 COPY simulations ./simulations
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[torch]"
 
 FROM python:${PYTHON_VERSION}-slim AS runtime
 RUN groupadd --system --gid 10001 fedge \

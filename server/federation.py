@@ -33,9 +33,9 @@ from fedge.models.model import (
 from fedge.paths import cache_dir
 from fedge.records import CLASS_NAMES, FINGERPRINT, from_record, to_record
 from server import checkpoint
+from server.artifacts import BackboneArtifacts
 from server.availability import BoundedGrid
 from server.checkpoint import Checkpoint, Checkpointer
-from server.artifacts import BackboneArtifacts
 from server.delivery import BackboneDelivery
 from server.evaluation import CentralEvaluator
 from server.reporting import ConsoleReporter, RunDirRecorder

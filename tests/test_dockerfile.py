@@ -107,9 +107,12 @@ def test_image_is_multistage_non_root_and_cpu_only():
     assert re.fullmatch(r"\d+:\d+", user) and not user.startswith("0:")
     text = DOCKERFILE.read_text()
     assert "download.pytorch.org/whl/cpu" in text
-    pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    for pin in (p for p in pins if p.startswith(("torch==", "torchvision=="))):
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = [p for p in project["optional-dependencies"]["torch"] if p.startswith("torch")]
+    assert len(pins) == 2
+    for pin in pins:
         assert pin in text, f"Dockerfile must install {pin} (pyproject.toml's pin)"
+    assert 'pip install --no-cache-dir ".[torch]"' in text  # the server and PyTorch clients
 
 
 def test_copied_sources_exist_and_pass_the_dockerignore():
