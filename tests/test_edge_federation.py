@@ -29,7 +29,7 @@ def test_mixed_federation_delivers_the_backbone_once_per_edge_client(
             "num-rounds": 2,
             "edge-fraction": 0.5,
             "edge-runtime": "onnxruntime",
-            "cache-dir": cache,
+            "cache-dir": str(cache),
         },
     )
     # The server's exported backbone, as `fedge export` / the export extra would leave it.
