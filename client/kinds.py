@@ -2,7 +2,8 @@
 an edge client keeps its artifacts.
 
 A SuperNode's node config ``runtime`` decides: ``torch``; ``edge`` (the run
-config's ``edge-runtime``); or an edge runtime by name. Without it, a
+config's ``edge-runtime``); or an edge runtime by name. Without it (or
+``auto``), a
 simulated partition is an edge client when ``edge-fraction`` picks it, and a
 deployed node runs PyTorch when torch is installed, else the edge client.
 """
@@ -50,16 +51,16 @@ def edge_partitions(num_partitions: int, edge_fraction: float) -> list[int]:
 
 
 def client_kind(cfg: FedgeConfig, node_config: Mapping[str, object]) -> ClientKind:
-    requested = str(node_config.get(RUNTIME, "") or "")
+    requested = str(node_config.get(RUNTIME, "") or "auto")
     if requested == TORCH:
         return ClientKind(TORCH)
     if requested == EDGE:
         return ClientKind(EDGE, cfg.edge_runtime)
-    if requested in PREFERENCE or requested == "auto":
+    if requested in PREFERENCE:
         return ClientKind(EDGE, requested)
-    if requested:
+    if requested != "auto":
         raise UnknownRuntime(
-            f"node config runtime='{requested}' is unknown; allowed: torch, edge, "
+            f"node config runtime='{requested}' is unknown; allowed: auto, torch, edge, "
             f"{', '.join(PREFERENCE)}."
         )
     if PARTITION_ID in node_config:
