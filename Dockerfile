@@ -38,6 +38,9 @@ COPY server ./server
 COPY client ./client
 COPY export ./export
 COPY simulations ./simulations
+# This installs fedge itself from the copied source; its dependencies carry their pins in
+# pyproject.toml, which hadolint cannot see.
+# hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[torch]"
 
 FROM python:${PYTHON_VERSION}-slim AS runtime
