@@ -9,7 +9,10 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from client.session import ClientSession, open_session
+from client.attacks import flip_labels, is_attacker, poison_update
+from client.dp import DpSgd, train_head_local_dp
+from client.mods import train_mod
+from client.session import PARTITION_ID, ClientSession, open_session
 from client.trainer import TrainSettings, evaluate_head, train_end_to_end, train_head
 from fedge.config import FedgeConfig, from_run_config
 from fedge.models.fingerprint import check_fingerprint
@@ -25,6 +28,8 @@ from fedge.records import (
     CONFIG,
     FINGERPRINT,
     METRICS,
+    NUM_EXAMPLES,
+    SKIPPED_FILES,
     from_record,
     to_record,
 )
@@ -42,64 +47,89 @@ class Prepared:
     num_classes: int
 
 
-def _prepare(msg: Message, context: Context, cfg: FedgeConfig) -> Prepared:
-    config: ConfigRecord = msg.content[CONFIG]
+def _prepare(content: RecordDict, context: Context, cfg: FedgeConfig) -> Prepared:
+    config: ConfigRecord = content[CONFIG]
     session = open_session(cfg, context.node_config)
     check_fingerprint(
         str(config[FINGERPRINT]), session.loaded.fingerprint, session.loaded.describe()
     )
     server_classes = [str(c) for c in config[CLASS_NAMES]]  # type: ignore[union-attr]
     model = build_model(cfg, len(server_classes), session.loaded)
-    load_trainable_state(model, from_record(msg.content[ARRAYS]))
+    load_trainable_state(model, from_record(content[ARRAYS]))
     return Prepared(session, model, config, session.label_map(server_classes), len(server_classes))
 
 
-def handle_train(msg: Message, context: Context, cfg: FedgeConfig) -> Message:
+def _partition_id(context: Context) -> int | None:
+    pid = context.node_config.get(PARTITION_ID)
+    return None if pid is None else int(pid)  # type: ignore[arg-type]
+
+
+def train_reply(content: RecordDict, context: Context, cfg: FedgeConfig) -> RecordDict:
+    """Train on this client's data from the server's parameters in ``content``;
+    return the reply content: the trained parameters and the round's metrics."""
     start = time.perf_counter()
-    p = _prepare(msg, context, cfg)
+    p = _prepare(content, context, cfg)
     session, model, config, label_map = p.session, p.model, p.config, p.label_map
+    received = from_record(content[ARRAYS])
     server_round = int(config.get("server-round", 0))  # type: ignore[arg-type]
     settings = TrainSettings.from_config(cfg, float(config.get("proximal-mu", 0.0)))  # type: ignore[arg-type]
     order_seed = (cfg.seed, server_round, session.client_id)
+    attacker = is_attacker(cfg, _partition_id(context))
+    flip = attacker and cfg.attack == "label-flip"
     skipped = session.data.skipped_files
+    privacy: dict[str, float] = {}
     if session.uses_embeddings:
         train = session.train_embeddings()
         skipped += train.skipped
-        result = train_head(
-            model.head,
-            train.x,
-            label_map[train.y],
-            settings,
-            order_seed=order_seed,
-            device=session.device,
-        )
+        labels = label_map[train.y]
+        labels = flip_labels(labels, p.num_classes) if flip else labels
+        if cfg.dp == "local":
+            result, privacy = train_head_local_dp(
+                model.head,
+                train.x,
+                labels,
+                settings,
+                DpSgd.from_config(cfg),
+                state=context.state,
+                device=session.device,
+            )
+        else:
+            result = train_head(
+                model.head, train.x, labels, settings, order_seed=order_seed, device=session.device
+            )
     else:
         data = session.data.train
+        labels = label_map[data.labels]
+        labels = flip_labels(labels, p.num_classes) if flip else labels
         result = train_end_to_end(
-            model,
-            data,
-            label_map[data.labels],
-            settings,
-            order_seed=order_seed,
-            device=session.device,
+            model, data, labels, settings, order_seed=order_seed, device=session.device
         )
+    trained = trainable_state(model)
+    if attacker:
+        rng = np.random.default_rng([cfg.seed, server_round, session.client_id])
+        trained = poison_update(trained, received, cfg.attack, cfg.attack_scale, rng)
     metrics = MetricRecord(
         {
-            "num-examples": result.num_examples,
+            # Central DP's accounting needs equal weights: every update counts once.
+            NUM_EXAMPLES: 1 if cfg.dp == "central" else result.num_examples,
             "train-loss": result.loss,
             "train-accuracy": result.accuracy,
             "train-seconds": result.seconds,
             "embed-seconds": session.embed_seconds,
             "client-seconds": time.perf_counter() - start,
-            "skipped-files": skipped,
+            SKIPPED_FILES: skipped,
+            **privacy,
         }
     )
-    content = RecordDict({ARRAYS: to_record(trainable_state(model)), METRICS: metrics})
-    return Message(content, reply_to=msg)
+    return RecordDict({ARRAYS: to_record(trained), METRICS: metrics})
+
+
+def handle_train(msg: Message, context: Context, cfg: FedgeConfig) -> Message:
+    return Message(train_reply(msg.content, context, cfg), reply_to=msg)
 
 
 def handle_evaluate(msg: Message, context: Context, cfg: FedgeConfig) -> Message:
-    p = _prepare(msg, context, cfg)
+    p = _prepare(msg.content, context, cfg)
     test = p.session.test_embeddings(p.model.backbone)
     result = evaluate_head(
         p.model.head, test.x, p.label_map[test.y], p.num_classes, p.session.device
@@ -122,7 +152,7 @@ def build_client_app(cfg: FedgeConfig | None = None) -> ClientApp:
     def config_of(context: Context) -> FedgeConfig:
         return cfg if cfg is not None else from_run_config(context.run_config)
 
-    @client_app.train()
+    @client_app.train(mods=[train_mod])
     def train(msg: Message, context: Context) -> Message:
         return handle_train(msg, context, config_of(context))
 

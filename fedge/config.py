@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,7 +41,14 @@ STRATEGIES = (
     "fedmedian",
     "fedtrimmedavg",
     "krum",
+    "bulyan",
 )
+# Strategies that need every client's own update (no secure aggregation, no central DP).
+ROBUST_STRATEGIES = ("fedmedian", "fedtrimmedavg", "krum", "bulyan")
+# Strategies whose aggregate is FedAvg's equal-weight mean, as central DP's noise assumes.
+CENTRAL_DP_STRATEGIES = ("fedavg", "fedprox")
+DP_MODES = ("none", "central", "local")
+ATTACKS = ("none", "sign-flip", "scale", "noise", "label-flip")
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 EMBEDDING_CACHES = ("disk", "memory", "off")
@@ -220,7 +228,11 @@ class FedgeConfig:
         group="federation",
     )
     krum_malicious: int = _option(
-        0, "Malicious clients Krum tolerates.", minimum=0, group="federation"
+        0,
+        "Malicious clients Krum and Bulyan tolerate (Bulyan needs at least "
+        "4 x this + 3 clients per round).",
+        minimum=0,
+        group="federation",
     )
 
     # --- local training -------------------------------------------------------
@@ -306,6 +318,108 @@ class FedgeConfig:
         group="reporting",
     )
 
+    # --- privacy --------------------------------------------------------------
+    dp: str = _option(
+        "none",
+        "Differential privacy: `central` (clients clip their update to dp-clipping-norm, "
+        "the server adds Gaussian noise to the aggregate; client-level privacy of the "
+        "released model) or `local` (DP-SGD on each client: per-sample clipping and "
+        "noise; example-level privacy of each client's data).",
+        choices=DP_MODES,
+        group="privacy",
+    )
+    dp_noise_multiplier: float = _option(
+        1.0,
+        "Noise standard deviation as a multiple of dp-clipping-norm.",
+        minimum=0.0,
+        exclusive_minimum=True,
+        group="privacy",
+    )
+    dp_clipping_norm: float = _option(
+        1.0,
+        "L2 bound: of each client's update (central) or of each sample's gradient (local).",
+        minimum=0.0,
+        exclusive_minimum=True,
+        group="privacy",
+    )
+    dp_delta: float = _option(
+        1e-5,
+        "The delta at which epsilon is reported (keep it below 1 / records protected).",
+        minimum=0.0,
+        maximum=0.1,
+        exclusive_minimum=True,
+        group="privacy",
+    )
+    dp_target_epsilon: float = _option(
+        0.0,
+        "Privacy budget: the run stops (central) or clients stop training (local) before "
+        "epsilon would exceed it (0 = no limit).",
+        minimum=0.0,
+        group="privacy",
+    )
+    secure_aggregation: bool = _option(
+        False,
+        "Hide each client's update from the server with Flower's SecAgg+ (the server "
+        "only learns the weighted sum).",
+        group="privacy",
+    )
+    secagg_shares: float = _option(
+        1.0,
+        "SecAgg+: share of the round's clients each client sends key shares to (1 = all).",
+        minimum=0.0,
+        maximum=1.0,
+        exclusive_minimum=True,
+        group="privacy",
+    )
+    secagg_threshold: float = _option(
+        0.5,
+        "SecAgg+: share of a client's key shares needed to reconstruct its masks "
+        "(higher = more clients must collude, fewer dropouts tolerated).",
+        minimum=0.0,
+        maximum=1.0,
+        exclusive_minimum=True,
+        group="privacy",
+    )
+    secagg_timeout: float = _option(
+        300.0,
+        "SecAgg+: seconds each protocol stage waits for replies.",
+        minimum=0.0,
+        exclusive_minimum=True,
+        group="privacy",
+    )
+
+    # --- robustness -----------------------------------------------------------
+    max_update_norm: float = _option(
+        0.0,
+        "Reject a client's update whose L2 norm (new minus global head) exceeds this "
+        "(0 = no limit). Keys, shapes, dtypes and finiteness are always checked.",
+        minimum=0.0,
+        group="robustness",
+    )
+    malicious_fraction: float = _option(
+        0.0,
+        "Simulation only: share of clients that attack; partitions 0..k-1 with "
+        "k = round(malicious-fraction x num-clients), rounding half up.",
+        minimum=0.0,
+        maximum=1.0,
+        group="robustness",
+    )
+    attack: str = _option(
+        "none",
+        "What attackers do: `sign-flip` (send -attack-scale x their update), `scale` "
+        "(send attack-scale x their update), `noise` (Gaussian noise, attack-scale x the "
+        "update's RMS), `label-flip` (train on label K-1-y).",
+        choices=ATTACKS,
+        group="robustness",
+    )
+    attack_scale: float = _option(
+        10.0,
+        "Strength of the sign-flip, scale and noise attacks.",
+        minimum=0.0,
+        exclusive_minimum=True,
+        group="robustness",
+    )
+
     # ------------------------------------------------------------------------
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -323,11 +437,23 @@ class FedgeConfig:
                 f"config key 'class-names' must list at least two distinct, non-empty "
                 f"names separated by commas, got {self.class_names!r}."
             )
+        _check_combinations(self)
 
     @property
     def class_name_list(self) -> list[str]:
         """``class-names`` split at commas (empty when unset)."""
         return [n.strip() for n in self.class_names.split(",")] if self.class_names else []
+
+    @property
+    def clients_per_round(self) -> int:
+        """Clients Flower's strategies sample each round when all num-clients are up."""
+        return max(int(self.num_clients * self.fraction_train), self.min_clients)
+
+    @property
+    def num_attackers(self) -> int:
+        """Simulated attackers: partitions 0..k-1, k = malicious-fraction x num-clients
+        rounded half up."""
+        return math.floor(self.malicious_fraction * self.num_clients + 0.5)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], source: str = "") -> FedgeConfig:
@@ -341,6 +467,75 @@ class FedgeConfig:
     def to_run_config(self) -> dict[str, Scalar]:
         """The hyphenated mapping Flower carries as ``run_config``."""
         return {key_of(f): getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def _check_combinations(cfg: FedgeConfig) -> None:
+    """Combinations of privacy and robustness keys that cannot work, and why."""
+    m = cfg.clients_per_round
+    if cfg.dp == "central" and cfg.strategy not in CENTRAL_DP_STRATEGIES:
+        raise ConfigError(
+            f"dp=central does not combine with strategy={cfg.strategy}: the noise is "
+            "calibrated to an equal-weight mean of clipped updates (FedAvg's aggregate), so "
+            f"the reported epsilon would not hold for {cfg.strategy}'s aggregate. Use "
+            f"strategy={' or '.join(CENTRAL_DP_STRATEGIES)}, or dp=local."
+        )
+    if cfg.dp == "local" and (cfg.unfreeze_last > 0 or cfg.embedding_cache == "off"):
+        raise ConfigError(
+            "dp=local trains the head with DP-SGD on cached embeddings; it needs "
+            "unfreeze-last=0 and embedding-cache=disk or memory."
+        )
+    if cfg.dp == "local" and cfg.strategy == "fedprox":
+        raise ConfigError(
+            "dp=local does not combine with strategy=fedprox: DP-SGD clips and noises "
+            "per-sample gradients of the loss, and FedProx's proximal term is not part of "
+            "them. Use strategy=fedavg (or another) with dp=local."
+        )
+    if cfg.dp == "none" and cfg.dp_target_epsilon > 0:
+        raise ConfigError(
+            f"dp-target-epsilon={cfg.dp_target_epsilon} needs dp=central or dp=local."
+        )
+    if cfg.secure_aggregation and cfg.strategy in ROBUST_STRATEGIES:
+        raise ConfigError(
+            f"secure-aggregation=true does not combine with strategy={cfg.strategy}: "
+            f"{cfg.strategy} inspects every client's own update, and secure aggregation "
+            "hides them (the server only learns their sum). Use fedavg, fedprox, fedadam, "
+            "fedyogi or fedavgm, or turn secure-aggregation off."
+        )
+    if cfg.secure_aggregation and cfg.max_update_norm > 0:
+        raise ConfigError(
+            "max-update-norm does not combine with secure-aggregation=true: the server "
+            "never sees an individual update to measure it. Bound updates with dp=central "
+            "(clients clip to dp-clipping-norm) instead, or set max-update-norm=0."
+        )
+    if cfg.secure_aggregation and m < 3:
+        raise ConfigError(
+            f"secure-aggregation=true needs at least 3 clients per round (this config "
+            f"samples {m}): with 2, each client could subtract its own update from the sum "
+            "and learn the other's. Raise num-clients, fraction-train or min-clients."
+        )
+    if cfg.secure_aggregation and m > 1023:
+        raise ConfigError(
+            f"secure-aggregation=true supports at most 1023 clients per round (SecAgg+ sums "
+            f"22-bit quantized values modulo 2^32); this config samples {m}. Lower "
+            "fraction-train or num-clients."
+        )
+    if (cfg.malicious_fraction > 0) != (cfg.attack != "none"):
+        raise ConfigError(
+            f"malicious-fraction={cfg.malicious_fraction} and attack={cfg.attack} go "
+            "together: set both (e.g. malicious-fraction=0.2 attack=sign-flip) or neither."
+        )
+    if cfg.strategy == "bulyan" and m < 4 * cfg.krum_malicious + 3:
+        raise ConfigError(
+            f"strategy=bulyan with krum-malicious={cfg.krum_malicious} needs at least "
+            f"{4 * cfg.krum_malicious + 3} clients per round (4 x krum-malicious + 3); this "
+            f"config samples {m}. Lower krum-malicious or sample more clients."
+        )
+    if cfg.strategy == "krum" and m < 2 * cfg.krum_malicious + 3:
+        raise ConfigError(
+            f"strategy=krum with krum-malicious={cfg.krum_malicious} needs at least "
+            f"{2 * cfg.krum_malicious + 3} clients per round (2 x krum-malicious + 3); this "
+            f"config samples {m}. Lower krum-malicious or sample more clients."
+        )
 
 
 def key_of(f: dataclasses.Field[Any]) -> str:

@@ -14,6 +14,17 @@ CONFIG = "config"
 METRICS = "metrics"
 FINGERPRINT = "fingerprint"
 CLASS_NAMES = "class-names"
+NUM_EXAMPLES = "num-examples"
+SKIPPED_FILES = "skipped-files"
+# Local DP: the client's cumulative epsilon after this round, and after one more like it.
+DP_EPSILON = "dp-epsilon"
+DP_NEXT_EPSILON = "dp-next-epsilon"
+# Secure aggregation: legacy records carry no lists, so the round's config travels as
+# JSON under LEGACY_CONFIG, with the order of the (unnamed) arrays under ARRAY_KEYS.
+LEGACY_CONFIG = "fedge-config-json"
+ARRAY_KEYS = "array-keys"
+# Marks a client's refusal to train because its privacy budget is spent.
+BUDGET_EXHAUSTED = "privacy budget exhausted"
 
 
 def to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:

@@ -39,9 +39,9 @@ from server.checkpoint import Checkpoint, Checkpointer
 from server.delivery import BackboneDelivery
 from server.evaluation import CentralEvaluator
 from server.reporting import ConsoleReporter, RunDirRecorder
-from server.rounds import RoundCallback, run_rounds
-from server.strategies import build_strategy
+from server.rounds import RoundCallback, node_preparer, run_rounds
 from server.tracking import tracking_callbacks
+from server.training import Training, build_training
 
 
 @dataclass
@@ -139,9 +139,16 @@ def run_server(
             "trainable_parameters": int(n_trainable),
             "model_parameters": int(n_total),
             "initial_accuracy": initial_metrics["accuracy"] if initial_metrics else None,
+            **robustness_summary(cfg),
         },
     )
-    strategy = build_strategy(cfg)
+    backbones = BackboneDelivery(
+        BackboneArtifacts(setup.loaded, cache_dir(cfg)), setup.loaded.fingerprint
+    )
+    bounded = BoundedGrid(grid, cfg.min_clients, cfg.round_timeout)
+    deliver = node_preparer(bounded, backbones.prepare, cfg.round_timeout)
+    training = build_training(bounded, cfg, cfg.round_timeout, cfg.min_clients, deliver)
+    strategy = training.strategy
     start, first_round = continue_run(setup, strategy, recorder, initial)
     checkpointer = Checkpointer(
         setup.run_dir,
@@ -157,16 +164,13 @@ def run_server(
         callbacks.append(ConsoleReporter(cfg.num_rounds, printer))
 
     config = ConfigRecord({FINGERPRINT: setup.loaded.fingerprint, CLASS_NAMES: setup.classes})
-    backbones = BackboneDelivery(
-        BackboneArtifacts(setup.loaded, cache_dir(cfg)), setup.loaded.fingerprint
-    )
 
     def central(_: int, arrays: ArrayRecord) -> dict[str, Any]:
         assert evaluator is not None
         return evaluator.evaluate(model, from_record(arrays))
 
     final = run_rounds(
-        BoundedGrid(grid, cfg.min_clients, cfg.round_timeout),
+        bounded,
         strategy,
         to_record(start),
         num_rounds=cfg.num_rounds,
@@ -178,12 +182,17 @@ def run_server(
         first_round=first_round,
         min_replies=cfg.min_clients,
         prepare_nodes=backbones.prepare,
+        training=training.step,
+        accounting=training.ledger,
     )
     final_arrays = from_record(final)
     load_trainable_state(model, final_arrays)
-    save_final_model(setup, final_arrays)
+    privacy = privacy_summary(cfg, training)
+    save_final_model(setup, final_arrays, privacy)
     recorder.write_summary(
-        model_dir=str(setup.run_dir / rundir.MODEL_DIR), backbone_delivery=backbones.summary()
+        model_dir=str(setup.run_dir / rundir.MODEL_DIR),
+        backbone_delivery=backbones.summary(),
+        **privacy,
     )
     return setup.run_dir
 
@@ -208,7 +217,24 @@ def continue_run(
     return ckpt.arrays, ckpt.round + 1
 
 
-def save_final_model(setup: ServerSetup, arrays: dict[str, np.ndarray]) -> None:
+def privacy_summary(cfg: FedgeConfig, training: Training) -> dict[str, Any]:
+    """What a reader of the model must know about its privacy (summary and manifest)."""
+    out: dict[str, Any] = {"dp": cfg.dp, "secure_aggregation": cfg.secure_aggregation}
+    if training.ledger is not None:
+        out.update(training.ledger.summary())
+    return out
+
+
+def robustness_summary(cfg: FedgeConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {"max_update_norm": cfg.max_update_norm or None}
+    if cfg.attack != "none":
+        out.update(attack=cfg.attack, attack_scale=cfg.attack_scale, attackers=cfg.num_attackers)
+    return out
+
+
+def save_final_model(
+    setup: ServerSetup, arrays: dict[str, np.ndarray], privacy: dict[str, Any]
+) -> None:
     with torch.no_grad():
         state = setup.model.state_dict()
-    rundir.save_model(setup.run_dir, arrays, state, model_meta(setup))
+    rundir.save_model(setup.run_dir, arrays, state, {**model_meta(setup), "privacy": privacy})

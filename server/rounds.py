@@ -3,6 +3,11 @@
 Equivalent to ``Strategy.start`` but it records, per round, who answered,
 who failed and why, the bytes that travelled each way and the wall time, and
 hands a :class:`RoundReport` to callbacks (run directory, console, ...).
+
+The training half of a round is a :class:`TrainStep`: :class:`PlainTraining`
+(send, screen every update, aggregate) or secure aggregation
+(``server.secagg``). A :class:`PrivacyAccounting` may stop the run before a
+round that would exceed the privacy budget, and adds its figures to each row.
 """
 
 from __future__ import annotations
@@ -15,12 +20,13 @@ from typing import Any, Protocol
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
-from flwr.serverapp.exception import InconsistentMessageReplies
+from flwr.serverapp.exception import InconsistentMessageReplies, PrivacyBudgetExhausted
 from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 
 from fedge.records import content_nbytes
 from server.availability import TooFewNodes
+from server.validation import UpdateRules, screen_updates
 
 CentralEval = Callable[[int, ArrayRecord], dict[str, Any] | None]
 NodePreparer = Callable[[Grid, Sequence[int], float], int]
@@ -47,11 +53,40 @@ class RoundReport:
 
 
 class StopFederation(Exception):
-    """Raised by a callback to end the run after the current round."""
+    """Raised by a callback to end the run after the current round, or by a
+    :class:`PrivacyAccounting` to end it before the next one."""
 
 
 class RoundCallback(Protocol):
     def on_round_end(self, report: RoundReport, arrays: ArrayRecord) -> None: ...
+
+
+@dataclass
+class TrainOutcome:
+    """The training half of a round."""
+
+    arrays: ArrayRecord | None  # None: nothing was aggregated this round
+    metrics: MetricRecord | None
+    num_sampled: int
+    num_clients: int  # updates that went into the aggregate
+    failures: list[tuple[int, str]]
+    bytes_up: int
+    bytes_down: int
+    client_metrics: dict[int, dict[str, Any]] = field(default_factory=dict)  # by node id
+    note: str | None = None  # why nothing was aggregated, when that is not obvious
+    setup_bytes_down: int = 0  # backbones delivered to the round's nodes first
+
+
+class TrainStep(Protocol):
+    def __call__(self, rnd: int, arrays: ArrayRecord, config: ConfigRecord) -> TrainOutcome: ...
+
+
+class PrivacyAccounting(Protocol):
+    def check_budget(self, rnd: int) -> None:
+        """Raise :class:`StopFederation` if round ``rnd`` would exceed the budget."""
+
+    def round_fields(self, outcome: TrainOutcome) -> dict[str, Any]:
+        """Figures for the round's row (``epsilon``, ...), after it trained."""
 
 
 def _metrics_dict(record: MetricRecord | None) -> dict[str, Any]:
@@ -87,7 +122,7 @@ def _exchange(
     return ok, failures, up, down
 
 
-def _configure(
+def configure_phase(
     phase: str,
     configure: Callable[[int, ArrayRecord, ConfigRecord, Grid], Iterable[Message]],
     rnd: int,
@@ -101,6 +136,75 @@ def _configure(
     except TooFewNodes as e:
         log(WARNING, "round %d: no %s: %s", rnd, phase, e)
         return [], f"{phase} skipped: {e}"
+
+
+def _metrics_of(reply: Message) -> dict[str, Any]:
+    records = reply.content.metric_records
+    return dict(next(iter(records.values())).items()) if records else {}
+
+
+Preparer = Callable[[Sequence[Message]], int]
+
+
+def node_preparer(grid: Grid, prepare_nodes: NodePreparer | None, timeout: float) -> Preparer:
+    """Run ``prepare_nodes`` for the nodes a phase will message; the bytes it sent."""
+
+    def prepare(messages: Sequence[Message]) -> int:
+        if prepare_nodes is None or not messages:
+            return 0
+        return prepare_nodes(grid, [m.metadata.dst_node_id for m in messages], timeout)
+
+    return prepare
+
+
+class PlainTraining:
+    """Send the strategy's train messages, screen every update, aggregate the rest
+    when at least ``min_replies`` passed."""
+
+    def __init__(
+        self,
+        grid: Grid,
+        strategy: Strategy,
+        rules: UpdateRules,
+        timeout: float = 3600.0,
+        min_replies: int = 1,
+        prepare: Preparer | None = None,
+    ) -> None:
+        self.grid, self.strategy, self.rules = grid, strategy, rules
+        self.timeout, self.min_replies, self.prepare = timeout, min_replies, prepare
+
+    def __call__(self, rnd: int, arrays: ArrayRecord, config: ConfigRecord) -> TrainOutcome:
+        msgs, note = configure_phase(
+            "training", self.strategy.configure_train, rnd, arrays, config, self.grid
+        )
+        setup_down = self.prepare(msgs) if self.prepare is not None else 0
+        replies, failures, up, down = _exchange(self.grid, msgs, self.timeout)
+        accepted, rejected = screen_updates(replies, arrays, self.rules)
+        new_arrays, metrics = None, None
+        if msgs and len(accepted) < self.min_replies:
+            note = (
+                f"not aggregated: {len(accepted)} of {len(msgs)} clients sent a usable "
+                f"update, min-clients is {self.min_replies}"
+            )
+            log(WARNING, "round %d: %s", rnd, note)
+        elif msgs:
+            try:
+                new_arrays, metrics = self.strategy.aggregate_train(rnd, accepted)
+            except InconsistentMessageReplies as e:
+                log(WARNING, "round %d: replies could not be aggregated (%s)", rnd, e)
+                note = f"not aggregated: inconsistent replies ({e})"
+        return TrainOutcome(
+            arrays=new_arrays,
+            metrics=metrics,
+            num_sampled=len(msgs),
+            num_clients=len(accepted),
+            failures=failures + rejected,
+            bytes_up=up,
+            bytes_down=down,
+            client_metrics={r.metadata.src_node_id: _metrics_of(r) for r in accepted},
+            note=note,
+            setup_bytes_down=setup_down,
+        )
 
 
 def run_rounds(
@@ -117,6 +221,8 @@ def run_rounds(
     first_round: int = 1,
     min_replies: int = 1,
     prepare_nodes: NodePreparer | None = None,
+    training: TrainStep | None = None,
+    accounting: PrivacyAccounting | None = None,
 ) -> ArrayRecord:
     """Run rounds ``first_round..num_rounds``; return the final global arrays.
 
@@ -124,37 +230,27 @@ def run_rounds(
     the training replies it has only if at least ``min_replies`` arrived. Pass a
     :class:`~server.availability.BoundedGrid` to bound the wait for nodes too.
     ``prepare_nodes`` runs before each phase with the nodes it will message.
+    ``training`` defaults to :class:`PlainTraining` with the default update checks
+    (a given one prepares its own nodes).
     """
-
-    def prepare(messages: Sequence[Message]) -> int:
-        if prepare_nodes is None or not messages:
-            return 0
-        return prepare_nodes(grid, [m.metadata.dst_node_id for m in messages], timeout)
-
+    prepare = node_preparer(grid, prepare_nodes, timeout)
+    train = training or PlainTraining(
+        grid, strategy, UpdateRules(), timeout, min_replies, prepare=prepare
+    )
     for rnd in range(first_round, num_rounds + 1):
         start = time.perf_counter()
-        train_msgs, note = _configure(
-            "training", strategy.configure_train, rnd, arrays, train_config, grid
-        )
-        setup_down = prepare(train_msgs)
-        replies, failures, up, down = _exchange(grid, train_msgs, timeout)
-        new_arrays, train_metrics = None, None
-        if train_msgs and len(replies) < min_replies:
-            note = (
-                f"not aggregated: {len(replies)} of {len(train_msgs)} clients answered, "
-                f"min-clients is {min_replies}"
-            )
-            log(WARNING, "round %d: %s", rnd, note)
-        elif train_msgs:
-            try:
-                new_arrays, train_metrics = strategy.aggregate_train(rnd, replies)
-            except InconsistentMessageReplies as e:
-                log(WARNING, "round %d: replies could not be aggregated (%s)", rnd, e)
-                note = f"not aggregated: inconsistent replies ({e})"
-        if new_arrays is not None:
-            arrays = new_arrays
+        try:
+            if accounting is not None:
+                accounting.check_budget(rnd)
+            outcome = train(rnd, arrays, ConfigRecord(dict(train_config)))
+        except (StopFederation, PrivacyBudgetExhausted) as e:
+            log(WARNING, "stopping before round %d: %s", rnd, e)
+            break
+        if outcome.arrays is not None:
+            arrays = outcome.arrays
+        setup_down = outcome.setup_bytes_down
 
-        eval_msgs, eval_note = _configure(
+        eval_msgs, eval_note = configure_phase(
             "evaluation", strategy.configure_evaluate, rnd, arrays, evaluate_config, grid
         )
         setup_down += prepare(eval_msgs)
@@ -162,21 +258,23 @@ def run_rounds(
         federated = strategy.aggregate_evaluate(rnd, eval_replies) if eval_replies else None
         centralized = central_eval(rnd, arrays) if central_eval is not None else None
 
-        notes = [n for n in (note, eval_note) if n]
+        privacy = accounting.round_fields(outcome) if accounting is not None else {}
+        notes = [n for n in (outcome.note, privacy.pop("note", None), eval_note) if n]
         report = RoundReport(
             round=rnd,
-            num_sampled=len(train_msgs),
-            num_clients=len(replies),
-            failures=failures + [(n, f"evaluate: {r}") for n, r in eval_failures],
-            bytes_up=up,
-            bytes_down=down + eval_down + setup_down,
+            num_sampled=outcome.num_sampled,
+            num_clients=outcome.num_clients,
+            failures=outcome.failures + [(n, f"evaluate: {r}") for n, r in eval_failures],
+            bytes_up=outcome.bytes_up,
+            bytes_down=outcome.bytes_down + eval_down + setup_down,
             seconds=time.perf_counter() - start,
-            train=_metrics_dict(train_metrics),
+            train=_metrics_dict(outcome.metrics),
             federated=_metrics_dict(federated) if federated is not None else None,
             centralized=centralized,
             extra={
-                "aggregated": new_arrays is not None,
+                "aggregated": outcome.arrays is not None,
                 **({"note": "; ".join(notes)} if notes else {}),
+                **privacy,
             },
             backbone_bytes_down=setup_down,
         )

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from flwr.app import MetricRecord, RecordDict
 from flwr.serverapp.strategy import (
+    Bulyan,
     FedAdam,
     FedAvg,
     FedAvgM,
@@ -24,7 +25,7 @@ from fedge.metrics import summarize_confusion
 NUM_EXAMPLES = "num-examples"
 # Train metrics that add up (or take the slowest client) instead of averaging.
 _SUMMED = ("skipped-files",)
-_MAXED = ("train-seconds", "client-seconds", "embed-seconds")
+_MAXED = ("train-seconds", "client-seconds", "embed-seconds", "dp-epsilon", "dp-next-epsilon")
 
 
 def _metric_records(records: list[RecordDict]) -> list[MetricRecord]:
@@ -105,4 +106,6 @@ def build_strategy(cfg: FedgeConfig) -> Strategy:
         return FedTrimmedAvg(**common, beta=cfg.trim_beta)
     if name == "krum":
         return Krum(**common, num_malicious_nodes=cfg.krum_malicious)
+    if name == "bulyan":
+        return Bulyan(**common, num_malicious_nodes=cfg.krum_malicious)
     raise ValueError(f"unknown strategy '{name}'.")

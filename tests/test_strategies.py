@@ -15,6 +15,7 @@ EXPECTED = {
     "fedmedian": fl.FedMedian,
     "fedtrimmedavg": fl.FedTrimmedAvg,
     "krum": fl.Krum,
+    "bulyan": fl.Bulyan,
 }
 
 
@@ -35,6 +36,7 @@ def test_strategy_specific_options_reach_flower():
     assert build(strategy="fedprox", **{"proximal-mu": 0.3}).proximal_mu == 0.3
     assert build(strategy="fedtrimmedavg", **{"trim-beta": 0.1}).beta == 0.1
     assert build(strategy="krum", **{"krum-malicious": 1}).num_malicious_nodes == 1
+    assert build(strategy="bulyan", **{"krum-malicious": 1}).num_malicious_nodes == 1
     assert build(strategy="fedadam", **{"server-lr": 0.05}).eta == 0.05
 
 
