@@ -104,6 +104,7 @@ def train_reply(content: RecordDict, context: Context, cfg: FedgeConfig) -> Reco
         result = train_end_to_end(
             model, data, labels, settings, order_seed=order_seed, device=session.device
         )
+        skipped += len(data) - result.num_examples  # images that could not be read
     trained = trainable_state(model)
     if attacker:
         rng = np.random.default_rng([cfg.seed, server_round, session.client_id])

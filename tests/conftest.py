@@ -90,3 +90,41 @@ def flower_task():
     TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 1, 0
     yield
     TaskIdentity.task_id = TaskIdentity.run_id = TaskIdentity.node_id = None
+
+
+def train_message(
+    cfg, kind="train", fingerprint=None, classes=("blue", "green", "red"), config=None
+):
+    """A server message for ``cfg``'s model, as a ServerApp would send it (needs ``flower_task``);
+    returns it with the trainable state it carries."""
+    from flwr.app import ConfigRecord, Message, RecordDict
+
+    from fedge.models.model import build_model, load_backbone_for, trainable_state
+    from fedge.records import ARRAYS, CLASS_NAMES, CONFIG, FINGERPRINT, to_record
+
+    model = build_model(cfg, len(classes))
+    values = {
+        FINGERPRINT: fingerprint or load_backbone_for(cfg).fingerprint,
+        CLASS_NAMES: list(classes),
+        "server-round": 1,
+        **(config or {}),
+    }
+    content = RecordDict({ARRAYS: to_record(trainable_state(model)), CONFIG: ConfigRecord(values)})
+    msg = Message(content, dst_node_id=7, message_type=kind)
+    msg.metadata.__dict__["_message_id"] = "m-1"  # what the SuperLink assigns on push
+    return msg, trainable_state(model)
+
+
+def client_context(cfg, node_config=None, state=None):
+    """A ClientApp context: simulated partition 0 of 3 unless ``node_config`` says otherwise."""
+    from flwr.app import Context, RecordDict
+
+    return Context(
+        run_id=1,
+        node_id=7,
+        node_config=node_config
+        if node_config is not None
+        else {"partition-id": 0, "num-partitions": 3},
+        state=state if state is not None else RecordDict(),
+        run_config=cfg.to_run_config(),
+    )

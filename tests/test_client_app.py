@@ -1,21 +1,16 @@
 import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import MessageType
 
 from client.app import build_client_app
 from fedge.config import FedgeConfig
 from fedge.models.fingerprint import FingerprintMismatch
-from fedge.models.model import build_model, load_backbone_for, trainable_state
 from fedge.records import (
     ARRAYS,
-    CLASS_NAMES,
-    CONFIG,
-    FINGERPRINT,
     from_record,
     record_nbytes,
-    to_record,
 )
-from tests.conftest import tiny_config_values
+from tests.conftest import client_context, tiny_config_values, train_message
 
 
 @pytest.fixture
@@ -24,28 +19,11 @@ def cfg(color_folder):
 
 
 def _message(cfg, kind, fingerprint=None, classes=("blue", "green", "red")):
-    model = build_model(cfg, len(classes))
-    config = ConfigRecord(
-        {
-            FINGERPRINT: fingerprint or load_backbone_for(cfg).fingerprint,
-            CLASS_NAMES: list(classes),
-            "server-round": 1,
-        }
-    )
-    content = RecordDict({ARRAYS: to_record(trainable_state(model)), CONFIG: config})
-    msg = Message(content, dst_node_id=7, message_type=kind)
-    msg.metadata.__dict__["_message_id"] = "m-1"  # what the SuperLink assigns on push
-    return msg, trainable_state(model)
+    return train_message(cfg, kind, fingerprint, classes)
 
 
 def _context(cfg, partition_id=0):
-    return Context(
-        run_id=1,
-        node_id=7,
-        node_config={"partition-id": partition_id, "num-partitions": 3},
-        state=RecordDict(),
-        run_config=cfg.to_run_config(),
-    )
+    return client_context(cfg, {"partition-id": partition_id, "num-partitions": 3})
 
 
 def test_train_returns_only_the_head_changed_with_metrics(cfg, flower_task):

@@ -12,6 +12,8 @@ import os
 import shutil
 import tarfile
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -44,13 +46,17 @@ def image_extensions() -> set[str]:
     return {ext.lower() for ext in Image.registered_extensions()}
 
 
-def _scan_classes(root: Path, classes: list[str] | None) -> FileImages:
-    """Files under ``root/<class>/``; non-image files are counted as skipped."""
+def _scan_classes(
+    root: Path, classes: list[str] | None, ignore: frozenset[str] = frozenset()
+) -> FileImages:
+    """Files under ``root/<class>/``. What cannot be a training image is skipped and
+    counted, never dropped silently: non-image files, entries that are not regular
+    files (sub-folders, broken links), and class folders in ``ignore``."""
     exts = image_extensions()
-    found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    found = _class_names(root)
     if classes is None:
         classes = found
-    unknown = sorted(set(found) - set(classes))
+    unknown = sorted(set(found) - set(classes) - ignore)
     if unknown:
         raise DatasetError(
             f"'{root}' has class folders {unknown} that the training split lacks; "
@@ -59,14 +65,16 @@ def _scan_classes(root: Path, classes: list[str] | None) -> FileImages:
     paths: list[str] = []
     labels: list[int] = []
     skipped: list[str] = []
+    for name in sorted(ignore & set(found)):
+        skipped += [e.path for e in os.scandir(root / name) if not e.name.startswith(".")]
     for label, name in enumerate(classes):
         folder = root / name
         if not folder.is_dir():
             continue
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            if not entry.is_file() or entry.name.startswith("."):
+            if entry.name.startswith("."):
                 continue
-            if os.path.splitext(entry.name)[1].lower() in exts:
+            if entry.is_file() and os.path.splitext(entry.name)[1].lower() in exts:
                 paths.append(entry.path)
                 labels.append(label)
             else:
@@ -76,6 +84,11 @@ def _scan_classes(root: Path, classes: list[str] | None) -> FileImages:
 
 def _class_names(root: Path) -> list[str]:
     return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _empty_classes(train: FileImages, classes: list[str]) -> list[str]:
+    counts = np.bincount(train.labels, minlength=len(classes))
+    return [name for name, n in zip(classes, counts, strict=True) if n == 0]
 
 
 @functools.lru_cache(maxsize=8)
@@ -94,7 +107,18 @@ def _load_image_folder_cached(root: str, mtime_ns: int) -> DatasetSplits:
             f"image-folder '{train_dir}' has class folders {classes} but no image "
             f"files in them (supported: {', '.join(sorted(image_extensions())[:8])}...)."
         )
-    test = _scan_classes(base / "test", classes) if (base / "test").is_dir() else None
+    empty = _empty_classes(train, classes)
+    if empty:  # a class with nothing to learn from is not a class of this dataset
+        warnings.warn(
+            f"image-folder '{train_dir}': class folders {empty} hold no images; they are "
+            "left out of the classes and counted in skipped_files.",
+            stacklevel=2,
+        )
+        classes = [c for c in classes if c not in empty]
+        train = _scan_classes(train_dir, classes, ignore=frozenset(empty))
+        train.skipped_files += [str(train_dir / name) + os.sep for name in empty]
+    test_dir = base / "test"
+    test = _scan_classes(test_dir, classes, frozenset(empty)) if test_dir.is_dir() else None
     return DatasetSplits(base.name, classes, train, test)
 
 
@@ -106,7 +130,13 @@ def load_image_folder(path: str | Path) -> DatasetSplits:
             f"data-path '{path}' is not a folder. image-folder expects "
             "<data-path>/<class>/<image> or <data-path>/{train,test}/<class>/<image>."
         )
-    return _load_image_folder_cached(str(base), base.stat().st_mtime_ns)
+    try:
+        return _load_image_folder_cached(str(base), base.stat().st_mtime_ns)
+    except OSError as e:
+        raise DatasetError(
+            f"cannot read data-path '{path}': {e}. Make the folder and its files readable "
+            "by the user that runs fedge (or the SuperNode)."
+        ) from e
 
 
 def _extract_archive(archive: Path, cache_dir: Path) -> Path:
@@ -191,9 +221,14 @@ def _medmnist_labels(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndar
             f"'{path}' key '{key}' is multi-label (shape {labels.shape}); fedge "
             "trains single-label classifiers."
         )
-    labels = labels.reshape(-1).astype(np.int64)
+    labels = labels.reshape(-1)
+    if labels.dtype.kind not in "iub" and not np.array_equal(labels, np.round(labels)):
+        bad = labels[labels != np.round(labels)][:3].tolist()
+        raise DatasetError(f"'{path}' key '{key}' has non-integer labels, e.g. {bad}.")
+    labels = labels.astype(np.int64)
     if labels.size and labels.min() < 0:
-        raise DatasetError(f"'{path}' key '{key}' has negative labels.")
+        bad = sorted(set(labels[labels < 0].tolist()))[:3]
+        raise DatasetError(f"'{path}' key '{key}' has negative labels {bad}; class ids start at 0.")
     return labels
 
 
@@ -218,20 +253,24 @@ def load_medmnist_npz(path: str) -> DatasetSplits:
             "(e.g. pathmnist.npz or pathmnist_64.npz)."
         )
     try:
-        npz = np.load(p)
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"cannot read '{p}' as .npz: {e}") from e
-    with npz:
-        missing = [k for k in MEDMNIST_KEYS if k not in npz.files]
-        if missing:
-            raise DatasetError(
-                f"'{p}' lacks MedMNIST keys {missing}; it has {sorted(npz.files)}. "
-                f"Expected {list(MEDMNIST_KEYS)} (val_* optional)."
-            )
-        train_y = _medmnist_labels(npz, "train_labels", p)
-        test_y = _medmnist_labels(npz, "test_labels", p)
-        train_x = _medmnist_images(npz, "train_images", len(train_y), p)
-        test_x = _medmnist_images(npz, "test_images", len(test_y), p)
+        with np.load(p) as npz:
+            missing = [k for k in MEDMNIST_KEYS if k not in npz.files]
+            if missing:
+                raise DatasetError(
+                    f"'{p}' lacks MedMNIST keys {missing}; it has {sorted(npz.files)}. "
+                    f"Expected {list(MEDMNIST_KEYS)} (val_* optional)."
+                )
+            train_y = _medmnist_labels(npz, "train_labels", p)
+            test_y = _medmnist_labels(npz, "test_labels", p)
+            train_x = _medmnist_images(npz, "train_images", len(train_y), p)
+            test_x = _medmnist_images(npz, "test_images", len(test_y), p)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        if isinstance(e, DatasetError):
+            raise
+        raise DatasetError(
+            f"cannot read '{p}' as a MedMNIST .npz ({type(e).__name__}: {e}). Is the "
+            "file complete? Download it again, or point data-path at another copy."
+        ) from e
     num_classes = int(max(train_y.max(initial=0), test_y.max(initial=0))) + 1
     return DatasetSplits(
         p.stem,
