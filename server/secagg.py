@@ -239,10 +239,19 @@ def secure_sum(
     return strategy.result
 
 
+def first_max_weight(cfg: FedgeConfig) -> float:
+    """SecAgg+ quantizes ``update x weight / max-weight``: the closer the largest weight
+    is to max-weight, the finer the result. Central DP weighs every client 1; otherwise
+    the cap on samples per client, or Flower's default until a round has shown the
+    weights (clients send them in the clear)."""
+    if cfg.dp == "central":
+        return 1.0
+    return float(cfg.max_samples_per_client or 1000)
+
+
 def make_workflow(cfg: FedgeConfig) -> SecAggPlusWorkflow:
     """Flower's SecAgg+ workflow, configured from the run config."""
-    # SecAgg+ quantizes weight x update; max-weight near the largest weight keeps precision.
-    max_weight = 1.0 if cfg.dp == "central" else float(cfg.max_samples_per_client or 10_000)
+    max_weight = first_max_weight(cfg)
     return SecAggPlusWorkflow(
         num_shares=cfg.secagg_shares,
         reconstruction_threshold=cfg.secagg_threshold,
@@ -311,6 +320,8 @@ class SecureTraining:
             log(WARNING, "round %d: %s", rnd, outcome.note)
             return outcome
         outcome.num_clients = len(summed.contributors)
+        if self.dp is None:  # next round: max-weight from the weights this round showed
+            self.workflow.max_weight = float(max(r.num_examples for _, r in summed.contributors))
         outcome.client_metrics = {
             node: {**res.metrics, NUM_EXAMPLES: res.num_examples}
             for node, res in summed.contributors

@@ -65,6 +65,15 @@ def test_strategies_aggregate_heads(name, flower_task):
     assert metrics["skipped-files"] == 5
 
 
+@pytest.mark.parametrize(("name", "f"), [("krum", 2), ("bulyan", 1)])
+def test_krum_and_bulyan_leave_out_outlying_updates(name, f, flower_task):
+    cfg = FedgeConfig.from_mapping({"strategy": name, "krum-malicious": f})
+    ws = [np.full((2, 3), v, np.float32) for v in (1.0, 1.1, 0.9, 1.05, 0.95, 1.0, 1.02, 50.0)]
+    replies = [_reply({"head.weight": w}, {"num-examples": 10}) for w in ws]
+    arrays, _ = build_strategy(cfg).aggregate_train(1, replies)
+    assert np.abs(arrays["head.weight"].numpy() - 1.0).max() < 0.1  # 50 never gets in
+
+
 def test_federated_evaluation_sums_confusion_matrices_exactly():
     a = MetricRecord({"num-examples": 3, "loss": 1.0, "accuracy": 2 / 3, "confusion": [2, 0, 1, 0]})
     b = MetricRecord({"num-examples": 1, "loss": 3.0, "accuracy": 1.0, "confusion": [0, 0, 0, 1]})
