@@ -93,6 +93,18 @@ def _metrics_dict(record: MetricRecord | None) -> dict[str, Any]:
     return dict(record.items()) if record is not None else {}
 
 
+_APP_EXCEPTION = "Exception ClientAppException occurred. Message: "
+
+
+def failure_reason(reason: str) -> str:
+    """A client's error without the runtime's traceback around it: for a ClientApp
+    exception, the message it raised."""
+    if _APP_EXCEPTION in reason:
+        reason = reason.rsplit(_APP_EXCEPTION, 1)[1].strip()
+        reason = reason.removesuffix("'>")  # the end of the runtime's wrapper
+    return reason.strip()
+
+
 def _exchange(
     grid: Grid, messages: Sequence[Message], timeout: float
 ) -> tuple[list[Message], list[tuple[int, str]], int, int]:
@@ -108,7 +120,10 @@ def _exchange(
     sent_to = {m.metadata.message_id: m.metadata.dst_node_id for m in messages}
     ok = [r for r in replies if not r.has_error()]
     failures = [
-        (sent_to.get(r.metadata.reply_to_message_id, r.metadata.src_node_id), r.error.reason)
+        (
+            sent_to.get(r.metadata.reply_to_message_id, r.metadata.src_node_id),
+            failure_reason(r.error.reason),
+        )
         for r in replies
         if r.has_error()
     ]

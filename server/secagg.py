@@ -77,7 +77,7 @@ from flwr.supercore.run import Run
 from fedge.config import FedgeConfig
 from fedge.records import ARRAY_KEYS, ARRAYS, CONFIG, LEGACY_CONFIG, NUM_EXAMPLES
 from server.privacy import CentralDpLedger
-from server.rounds import Preparer, TrainOutcome, configure_phase
+from server.rounds import Preparer, TrainOutcome, configure_phase, failure_reason
 
 # Updates are small: SecAgg+'s default range of +-8 per coordinate is ample.
 CLIPPING_RANGE = 8.0
@@ -150,7 +150,7 @@ class MeteredGrid(Grid):
         replies = list(self.inner.send_and_receive(sent, timeout=timeout))
         for reply in replies:
             if reply.has_error():
-                reason = f"secure aggregation, stage {stage}: {reply.error.reason}"
+                reason = f"secure aggregation, stage {stage}: {failure_reason(reply.error.reason)}"
                 self.failures.append((reply.metadata.src_node_id, reason))
             else:
                 self.bytes_up += _nbytes(reply.content)
