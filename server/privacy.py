@@ -84,13 +84,6 @@ def central_dp_strategy(
     )
 
 
-def _budget_stop(target: float, spent: float, after: float, rnd: int, who: str) -> StopFederation:
-    return StopFederation(
-        f"{BUDGET_EXHAUSTED}: round {rnd} would take {who} from epsilon {spent:.3f} to "
-        f"{after:.3f}, past dp-target-epsilon {target:g}"
-    )
-
-
 class CentralDpLedger:
     """The epsilon of central DP, from Flower's accountant, checked before each round."""
 
@@ -98,6 +91,7 @@ class CentralDpLedger:
         self.cfg = cfg
         self.accountant = accountant
         self.stopped: str | None = None
+        self._releases = 0
 
     @property
     def event(self) -> GaussianPrivacyEvent:
@@ -129,15 +123,24 @@ class CentralDpLedger:
     def check_budget(self, rnd: int) -> None:
         target = self.cfg.dp_target_epsilon
         if target > 0 and self.accountant.would_exceed(self.event):
-            stop = _budget_stop(target, self.epsilon(), self.epsilon_after_next(), rnd, "the model")
+            stop = StopFederation(
+                f"{BUDGET_EXHAUSTED}: round {rnd} would take the model from epsilon "
+                f"{self.epsilon():.3f} to {self.epsilon_after_next():.3f}, past "
+                f"dp-target-epsilon {target:g}"
+            )
             self.stopped = str(stop)
             raise stop
 
     def round_fields(self, outcome: TrainOutcome) -> dict[str, Any]:
-        return {
-            "epsilon": self.epsilon(),
-            "dp_releases": int(self.accountant.get_privacy_spent().num_releases),
-        }
+        releases = int(self.accountant.get_privacy_spent().num_releases)
+        fields: dict[str, Any] = {"epsilon": self.epsilon(), "dp_releases": releases}
+        if releases == self._releases and outcome.num_sampled and outcome.note is None:
+            fields["note"] = (
+                f"not aggregated, no privacy spent: central DP needs all "
+                f"{self.cfg.clients_per_round} sampled updates, {outcome.num_clients} arrived"
+            )
+        self._releases = releases
+        return fields
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -173,8 +176,11 @@ class LocalDpLedger:
             return
         all_known = len(self.next) >= self.cfg.num_clients
         if all_known and all(e > target for e in self.next.values()):
-            lowest = min(self.next.values())
-            stop = _budget_stop(target, self.epsilon(), lowest, rnd, "every client")
+            stop = StopFederation(
+                f"{BUDGET_EXHAUSTED}: round {rnd} would take every client past "
+                f"dp-target-epsilon {target:g} (the least-spent client would reach "
+                f"{min(self.next.values()):.3f})"
+            )
         elif self._idle_round is not None:
             stop = StopFederation(
                 f"{BUDGET_EXHAUSTED}: no client could train in round {self._idle_round} "

@@ -48,6 +48,15 @@ def test_central_epsilon_is_dp_accountings_gaussian_composition_without_amplific
     assert ledger.noise_std == pytest.approx(1.0 * 1.0 / 3)  # z C / m, m = 6 x 0.5
 
 
+def test_central_round_without_a_release_says_why():
+    ledger = _central()
+    fields = ledger.round_fields(_outcome(clients=[(1, {}), (2, {})], failures=[(3, "boom")]))
+    assert fields["dp_releases"] == 0
+    assert "central DP needs all 6 sampled updates, 2 arrived" in fields["note"]
+    ledger.record_release()
+    assert "note" not in ledger.round_fields(_outcome(clients=[(1, {})]))
+
+
 def test_central_budget_stops_before_the_round_that_would_exceed_it():
     ledger = _central(**{"dp-target-epsilon": 10.0})
     for rnd in (1, 2, 3):  # epsilon 4.73, 7.08, 9.01
