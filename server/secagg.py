@@ -199,7 +199,8 @@ class _OneRound(LegacyStrategy):
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         if not results:
             return None, {}
-        mean = parameters_to_ndarrays(results[0][1].parameters)  # each carries the sum
+        # the workflow gave every result the aggregate: the weighted mean of the updates
+        mean = parameters_to_ndarrays(results[0][1].parameters)
         self.result = SecureSum(mean, [(int(p.node_id), res) for p, res in results])  # type: ignore[attr-defined]
         return results[0][1].parameters, {}
 
