@@ -484,6 +484,19 @@ def _check_combinations(cfg: FedgeConfig) -> None:
             "dp=local trains the head with DP-SGD on cached embeddings; it needs "
             "unfreeze-last=0 and embedding-cache=disk or memory."
         )
+    if cfg.resume and (cfg.dp == "local" or (cfg.dp == "central" and cfg.secure_aggregation)):
+        where = (
+            "each client's DP-SGD ledger lives in its Flower context"
+            if cfg.dp == "local"
+            else "the accountant of central DP with secure aggregation lives on the server only"
+        )
+        raise ConfigError(
+            f"resume=true with dp={cfg.dp}"
+            + (" and secure-aggregation=true" if cfg.dp == "central" else "")
+            + f" is not supported: {where} and is not in the checkpoint, so the resumed run "
+            "would under-report epsilon. Start a new run-dir (epsilon then starts at 0 for "
+            "the new run: add the old run's epsilon yourself)."
+        )
     if cfg.dp == "local" and cfg.strategy == "fedprox":
         raise ConfigError(
             "dp=local does not combine with strategy=fedprox: DP-SGD clips and noises "

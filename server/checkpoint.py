@@ -79,9 +79,27 @@ class Checkpoint:
 # --- strategy and RNG state ----------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SavedState:
+    """An attribute saved through its own ``state_dict()`` (e.g. Flower's privacy
+    accountant, which holds modules and cannot be pickled)."""
+
+    state: Any
+
+
+def _saves_itself(value: Any) -> bool:
+    return callable(getattr(value, "state_dict", None)) and callable(
+        getattr(value, "load_state_dict", None)
+    )
+
+
 def strategy_state(strategy: Strategy) -> dict[str, Any]:
     """The strategy's attributes, functions left out (they come from the config)."""
-    return {k: v for k, v in vars(strategy).items() if not callable(v)}
+    return {
+        k: SavedState(v.state_dict()) if _saves_itself(v) else v
+        for k, v in vars(strategy).items()
+        if not callable(v)
+    }
 
 
 def restore_strategy(strategy: Strategy, ckpt: Checkpoint) -> None:
@@ -92,7 +110,11 @@ def restore_strategy(strategy: Strategy, ckpt: Checkpoint) -> None:
             f"the checkpoint was written by strategy {ckpt.strategy_class}, this run "
             f"builds {name}; resume with the run's own strategy or start a new run-dir."
         )
-    vars(strategy).update(ckpt.strategy_state)
+    for key, value in ckpt.strategy_state.items():
+        if isinstance(value, SavedState):
+            getattr(strategy, key).load_state_dict(value.state)
+        else:
+            setattr(strategy, key, value)
 
 
 def capture_rng() -> dict[str, Any]:

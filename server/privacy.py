@@ -73,7 +73,7 @@ def central_accountant(cfg: FedgeConfig) -> RdpAccountant:
 
 def central_dp_strategy(
     cfg: FedgeConfig, strategy: Strategy, accountant: RdpAccountant
-) -> Strategy:
+) -> DifferentialPrivacyClientSideFixedClipping:
     """Flower's client-side fixed-clipping wrapper around ``strategy``."""
     return DifferentialPrivacyClientSideFixedClipping(
         strategy,
@@ -85,13 +85,30 @@ def central_dp_strategy(
 
 
 class CentralDpLedger:
-    """The epsilon of central DP, from Flower's accountant, checked before each round."""
+    """The epsilon of central DP, from Flower's accountant, checked before each round.
 
-    def __init__(self, cfg: FedgeConfig, accountant: RdpAccountant) -> None:
+    With Flower's DP wrapper the accountant is the wrapper's own (``holder``): a
+    resumed run restores the wrapper's state, accountant included, from the
+    checkpoint, and the ledger reads whichever accountant the wrapper holds.
+    """
+
+    def __init__(
+        self,
+        cfg: FedgeConfig,
+        accountant: RdpAccountant,
+        holder: DifferentialPrivacyClientSideFixedClipping | None = None,
+    ) -> None:
         self.cfg = cfg
-        self.accountant = accountant
+        self._accountant = accountant
+        self._holder = holder
         self.stopped: str | None = None
-        self._releases = 0
+        self._releases_at_start = 0  # of the current round
+
+    @property
+    def accountant(self) -> RdpAccountant:
+        if self._holder is not None:
+            return self._holder.accountant  # type: ignore[return-value]
+        return self._accountant
 
     @property
     def event(self) -> GaussianPrivacyEvent:
@@ -121,6 +138,7 @@ class CentralDpLedger:
         self.accountant.compose(self.event)
 
     def check_budget(self, rnd: int) -> None:
+        self._releases_at_start = int(self.accountant.get_privacy_spent().num_releases)
         target = self.cfg.dp_target_epsilon
         if target > 0 and self.accountant.would_exceed(self.event):
             stop = StopFederation(
@@ -134,12 +152,11 @@ class CentralDpLedger:
     def round_fields(self, outcome: TrainOutcome) -> dict[str, Any]:
         releases = int(self.accountant.get_privacy_spent().num_releases)
         fields: dict[str, Any] = {"epsilon": self.epsilon(), "dp_releases": releases}
-        if releases == self._releases and outcome.num_sampled and outcome.note is None:
+        if releases == self._releases_at_start and outcome.num_sampled and outcome.note is None:
             fields["note"] = (
                 f"not aggregated, no privacy spent: central DP needs all "
                 f"{self.cfg.clients_per_round} sampled updates, {outcome.num_clients} arrived"
             )
-        self._releases = releases
         return fields
 
     def summary(self) -> dict[str, Any]:

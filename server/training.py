@@ -63,7 +63,7 @@ def build_training(
         )
     if cfg.dp == "central":
         accountant = central_accountant(cfg)
-        strategy = central_dp_strategy(cfg, strategy, accountant)
-        ledger = CentralDpLedger(cfg, accountant)
+        wrapper = central_dp_strategy(cfg, strategy, accountant)
+        strategy, ledger = wrapper, CentralDpLedger(cfg, accountant, holder=wrapper)
     plain = PlainTraining(grid, strategy, update_rules(cfg), timeout, min_replies, prepare)
     return Training(strategy, plain, ledger)

@@ -1,5 +1,7 @@
 """The server's privacy ledgers, and how a config picks its training path."""
 
+import pickle
+
 import pytest
 from dp_accounting import dp_event
 from dp_accounting.rdp import rdp_privacy_accountant
@@ -50,9 +52,11 @@ def test_central_epsilon_is_dp_accountings_gaussian_composition_without_amplific
 
 def test_central_round_without_a_release_says_why():
     ledger = _central()
+    ledger.check_budget(1)
     fields = ledger.round_fields(_outcome(clients=[(1, {}), (2, {})], failures=[(3, "boom")]))
     assert fields["dp_releases"] == 0
     assert "central DP needs all 6 sampled updates, 2 arrived" in fields["note"]
+    ledger.check_budget(2)
     ledger.record_release()
     assert "note" not in ledger.round_fields(_outcome(clients=[(1, {})]))
 
@@ -106,6 +110,30 @@ def test_local_budget_stops_after_a_round_where_every_client_refused():
     assert ledger.round_fields(_outcome(failures=refusals))["dp_clients_refused"] == 2
     with pytest.raises(StopFederation, match="no client could train in round 5"):
         ledger.check_budget(6)
+
+
+def test_a_resumed_central_dp_run_keeps_its_epsilon(flower_task):
+    """The checkpoint restores the wrapper's state, accountant included; the
+    ledger reads the restored accountant, so epsilon does not restart at 0."""
+    from server.checkpoint import Checkpoint, restore_strategy, strategy_state
+
+    cfg = FedgeConfig.from_mapping({"dp": "central"})
+    first = build_training(None, cfg)
+    for _ in range(3):
+        first.ledger.record_release()
+    saved = pickle.loads(pickle.dumps(strategy_state(first.strategy)))
+    resumed = build_training(None, cfg)
+    ckpt = Checkpoint(3, {}, type(first.strategy).__name__, saved, {}, {}, "", 0.0)
+    restore_strategy(resumed.strategy, ckpt)
+    assert first.ledger.epsilon() > 9.0
+    assert resumed.ledger.epsilon() == pytest.approx(first.ledger.epsilon())
+    assert resumed.ledger.accountant is resumed.strategy.accountant
+
+
+@pytest.mark.parametrize("values", [{"dp": "local"}, {"dp": "central", "secure-aggregation": True}])
+def test_resuming_a_dp_run_whose_ledger_is_not_in_the_checkpoint_is_refused(values):
+    with pytest.raises(ConfigError, match="would under-report epsilon"):
+        FedgeConfig.from_mapping({**values, "resume": True, "run-dir": "runs/x"})
 
 
 def test_update_rules_under_central_dp_refuse_unclipped_updates():
