@@ -147,7 +147,10 @@ def run_server(
     )
     bounded = BoundedGrid(grid, cfg.min_clients, cfg.round_timeout)
     deliver = node_preparer(bounded, backbones.prepare, cfg.round_timeout)
-    training = build_training(bounded, cfg, cfg.round_timeout, cfg.min_clients, deliver)
+    dtypes = {k: str(v.dtype) for k, v in initial.items()}
+    training = build_training(
+        bounded, cfg, cfg.round_timeout, cfg.min_clients, prepare=deliver, dtypes=dtypes
+    )
     strategy = training.strategy
     start, first_round = continue_run(setup, strategy, recorder, initial)
     checkpointer = Checkpointer(

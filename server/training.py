@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from flwr.serverapp import Grid
@@ -31,7 +32,7 @@ class Training:
     ledger: PrivacyLedger | None
 
 
-def update_rules(cfg: FedgeConfig) -> UpdateRules:
+def update_rules(cfg: FedgeConfig, dtypes: Mapping[str, str] | None = None) -> UpdateRules:
     """The checks on each update. Under central DP (without secure aggregation) an
     update longer than dp-clipping-norm is refused too: a client that skipped
     clipping would void the privacy guarantee for everyone."""
@@ -39,7 +40,7 @@ def update_rules(cfg: FedgeConfig) -> UpdateRules:
     if cfg.dp == "central":
         clip = cfg.dp_clipping_norm * (1 + _CLIP_TOLERANCE)
         limit = min(limit, clip) if limit > 0 else clip
-    return UpdateRules(max_update_norm=limit)
+    return UpdateRules(max_update_norm=limit, dtypes=dtypes)
 
 
 def build_training(
@@ -48,8 +49,10 @@ def build_training(
     timeout: float = 3600.0,
     min_replies: int = 1,
     prepare: Preparer | None = None,
+    dtypes: Mapping[str, str] | None = None,
 ) -> Training:
-    """``prepare``: what runs for a round's nodes before they get their train messages."""
+    """``prepare``: what runs for a round's nodes before they get their train messages;
+    ``dtypes``: the trainable arrays' dtypes in the model, which updates must have."""
     strategy = build_strategy(cfg)
     ledger: PrivacyLedger | None = None
     if cfg.dp == "local":
@@ -65,5 +68,6 @@ def build_training(
         accountant = central_accountant(cfg)
         wrapper = central_dp_strategy(cfg, strategy, accountant)
         strategy, ledger = wrapper, CentralDpLedger(cfg, accountant, holder=wrapper)
-    plain = PlainTraining(grid, strategy, update_rules(cfg), timeout, min_replies, prepare)
+    rules = update_rules(cfg, dtypes)
+    plain = PlainTraining(grid, strategy, rules, timeout, min_replies, prepare)
     return Training(strategy, plain, ledger)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,9 @@ from fedge.records import NUM_EXAMPLES
 class UpdateRules:
     max_update_norm: float = 0.0  # 0 = no limit
     weight_key: str = NUM_EXAMPLES
+    # The head's own dtypes, which clients send back. The global arrays may be wider:
+    # FedAdam, FedYogi and FedAvgM aggregate in float64. None: the global arrays' dtypes.
+    dtypes: Mapping[str, str] | None = None
 
 
 def _arrays_problem(content: RecordDict, reference: ArrayRecord, rules: UpdateRules) -> str | None:
@@ -39,8 +43,9 @@ def _arrays_problem(content: RecordDict, reference: ArrayRecord, rules: UpdateRu
         got = arrays[key]
         if list(got.shape) != list(expected.shape):
             return f"'{key}' has shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
-        if got.dtype != expected.dtype:
-            return f"'{key}' has dtype {got.dtype}, expected {expected.dtype}"
+        dtype = rules.dtypes.get(key, expected.dtype) if rules.dtypes else expected.dtype
+        if got.dtype != dtype:
+            return f"'{key}' has dtype {got.dtype}, expected {dtype}"
         try:
             value = got.numpy()
         except Exception as e:  # bytes that are not the array they claim to be

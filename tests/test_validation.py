@@ -75,3 +75,13 @@ def test_no_norm_limit_by_default(flower_task):
     far = _reply(2, arrays={k: v + 1e6 for k, v in GLOBAL.items()})
     accepted, rejected = screen_updates([far], _record(GLOBAL), UpdateRules())
     assert len(accepted) == 1 and not rejected
+
+
+def test_updates_are_checked_against_the_heads_own_dtypes(flower_task):
+    """FedAdam aggregates in float64; clients still send their float32 head."""
+    wide = _record({k: v.astype(np.float64) for k, v in GLOBAL.items()})
+    rules = UpdateRules(dtypes={k: str(v.dtype) for k, v in GLOBAL.items()})
+    accepted, rejected = screen_updates([_reply(1)], wide, rules)
+    assert len(accepted) == 1 and not rejected
+    _, rejected = screen_updates([_reply(1)], wide, UpdateRules())
+    assert rejected == [(1, "rejected update: 'head.weight' has dtype float32, expected float64")]
