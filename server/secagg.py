@@ -72,7 +72,6 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 from flwr.supercore import log
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM, add_gaussian_noise_inplace
-from flwr.supercore.run import Run
 
 from fedge.config import FedgeConfig
 from fedge.records import ARRAY_KEYS, ARRAYS, CONFIG, LEGACY_CONFIG, NUM_EXAMPLES
@@ -106,8 +105,10 @@ def _nbytes(content: RecordDict) -> int:
     return total
 
 
-class MeteredGrid(Grid):
-    """A grid that counts every byte of the protocol and notes who failed where."""
+class MeteredGrid:
+    """The grid the SecAgg+ workflow talks to: the real one, but every byte of the
+    protocol is counted and who failed at which stage is noted. Anything but
+    ``send_and_receive`` (all the workflow uses) goes straight to the real grid."""
 
     def __init__(self, inner: Grid) -> None:
         self.inner = inner
@@ -115,31 +116,10 @@ class MeteredGrid(Grid):
         self.bytes_down = 0
         self.failures: list[tuple[int, str]] = []
 
-    def set_run(self, run: Run) -> None:
-        self.inner.set_run(run)
-
-    @property
-    def run(self) -> Run:
-        return self.inner.run
-
-    def create_message(
-        self,
-        content: RecordDict,
-        message_type: str,
-        dst_node_id: int,
-        group_id: str,
-        ttl: float | None = None,
-    ) -> Message:
-        return self.inner.create_message(content, message_type, dst_node_id, group_id, ttl)
-
-    def get_node_ids(self) -> Iterable[int]:
-        return self.inner.get_node_ids()
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        return self.inner.push_messages(messages)
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
-        return self.inner.pull_messages(message_ids)
+    def __getattr__(self, name: str) -> object:
+        if name == "inner":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
     def send_and_receive(
         self, messages: Iterable[Message], *, timeout: float | None = None
@@ -177,7 +157,7 @@ class SecureSum:
 class _OneRound(LegacyStrategy):
     """The legacy strategy SecAggPlusWorkflow talks to, for one round."""
 
-    def __init__(self, grid: Grid, fitins: dict[int, FitIns]) -> None:
+    def __init__(self, grid: Grid | MeteredGrid, fitins: dict[int, FitIns]) -> None:
         self.grid = grid
         self.fitins = fitins
         self.result: SecureSum | None = None
@@ -187,7 +167,7 @@ class _OneRound(LegacyStrategy):
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
         return [
-            (GridClientProxy(node, self.grid, self._run_id), ins)
+            (GridClientProxy(node, self.grid, self._run_id), ins)  # type: ignore[arg-type]
             for node, ins in self.fitins.items()
         ]
 
@@ -218,7 +198,7 @@ class _OneRound(LegacyStrategy):
 
 
 def secure_sum(
-    grid: Grid, fitins: dict[int, FitIns], rnd: int, workflow: SecAggPlusWorkflow
+    grid: Grid | MeteredGrid, fitins: dict[int, FitIns], rnd: int, workflow: SecAggPlusWorkflow
 ) -> SecureSum | None:
     """Run SecAgg+ once over ``fitins``'s nodes; None if the protocol halted."""
     strategy = _OneRound(grid, fitins)
@@ -236,7 +216,7 @@ def secure_sum(
     context.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord(
         {WorkflowKey.CURRENT_ROUND: rnd}
     )
-    workflow(grid, context)
+    workflow(grid, context)  # type: ignore[arg-type]  # a Grid or a MeteredGrid around one
     return strategy.result
 
 
