@@ -484,6 +484,12 @@ def _check_combinations(cfg: FedgeConfig) -> None:
             "dp=local trains the head with DP-SGD on cached embeddings; it needs "
             "unfreeze-last=0 and embedding-cache=disk or memory."
         )
+    if cfg.edge_fraction > 0 and (cfg.dp != "none" or cfg.secure_aggregation):
+        raise ConfigError(
+            "edge clients (edge-fraction > 0) do not run differential privacy or secure "
+            "aggregation yet: they have no DP-SGD, clipping mod or SecAgg+ mod. Set "
+            "edge-fraction=0, or dp=none and secure-aggregation=false."
+        )
     if cfg.resume and (cfg.dp == "local" or (cfg.dp == "central" and cfg.secure_aggregation)):
         where = (
             "each client's DP-SGD ledger lives in its Flower context"

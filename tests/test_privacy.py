@@ -179,6 +179,7 @@ def test_each_config_gets_its_training_path(flower_task):
         ({"secure-aggregation": True, "num-clients": 2}, "at least 3 clients per round"),
         ({"strategy": "bulyan", "krum-malicious": 2}, r"at least 11 clients per round"),
         ({"strategy": "krum", "krum-malicious": 4}, r"at least 11 clients per round"),
+        ({"dp": "local", "edge-fraction": 0.5}, "edge clients"),
     ],
 )
 def test_impossible_combinations_say_why(values, message):
