@@ -15,9 +15,10 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from client.artifact_store import ArtifactStore, StoredArtifact
+from client.attacks import is_attacker
 from client.edge_session import EdgeSession, open_edge_session
 from client.kinds import artifact_root, client_kind
-from client.local_data import label_map
+from client.local_data import PARTITION_ID, label_map
 from client.local_training import TrainSettings
 from client.numpy_head import Params, check_head_arrays
 from client.numpy_trainer import evaluate_head_numpy, train_head_numpy
@@ -53,6 +54,29 @@ def _artifact(cfg: FedgeConfig, context: Context, fingerprint: str, runtime: str
     return found
 
 
+def check_edge_can_train(cfg: FedgeConfig, node_config: Mapping[str, object]) -> None:
+    """Refuse the privacy and attack settings this client cannot honour, before it
+    trains: an edge client that trained anyway would send an unclipped, un-noised
+    update in the clear, and the run would report a privacy or attack it did not have."""
+    pid = node_config.get(PARTITION_ID)
+    refused = [
+        *([f"dp={cfg.dp}"] if cfg.dp != "none" else []),
+        *(["secure-aggregation=true"] if cfg.secure_aggregation else []),
+        *(
+            [f"attack={cfg.attack}"]
+            if is_attacker(cfg, None if pid is None else int(pid))  # type: ignore[arg-type]
+            else []
+        ),
+    ]
+    if refused:
+        raise EdgeUnsupported(
+            f"this edge client cannot train with {', '.join(refused)}: edge clients have no "
+            "DP-SGD, no update clipping, no SecAgg+ and no simulated attacks. Run this node "
+            "with runtime=torch, or set dp=none, secure-aggregation=false and "
+            "malicious-fraction=0."
+        )
+
+
 @dataclass
 class EdgePrepared:
     session: EdgeSession
@@ -82,6 +106,7 @@ def _prepare(content: RecordDict, context: Context, cfg: FedgeConfig) -> EdgePre
 def train_reply(content: RecordDict, context: Context, cfg: FedgeConfig) -> RecordDict:
     """Train the received head on this client's embeddings; the reply content."""
     start = time.perf_counter()
+    check_edge_can_train(cfg, context.node_config)
     p = _prepare(content, context, cfg)
     server_round = int(p.config.get("server-round", 0))  # type: ignore[arg-type]
     settings = TrainSettings.from_config(cfg, float(p.config.get("proximal-mu", 0.0)))  # type: ignore[arg-type]

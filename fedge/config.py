@@ -484,11 +484,14 @@ def _check_combinations(cfg: FedgeConfig) -> None:
             "dp=local trains the head with DP-SGD on cached embeddings; it needs "
             "unfreeze-last=0 and embedding-cache=disk or memory."
         )
-    if cfg.edge_fraction > 0 and (cfg.dp != "none" or cfg.secure_aggregation):
+    if cfg.edge_fraction > 0 and (
+        cfg.dp != "none" or cfg.secure_aggregation or cfg.malicious_fraction > 0
+    ):
         raise ConfigError(
-            "edge clients (edge-fraction > 0) do not run differential privacy or secure "
-            "aggregation yet: they have no DP-SGD, clipping mod or SecAgg+ mod. Set "
-            "edge-fraction=0, or dp=none and secure-aggregation=false."
+            "edge clients (edge-fraction > 0) do not run differential privacy, secure "
+            "aggregation or simulated attacks yet: they have no DP-SGD, clipping mod, "
+            "SecAgg+ mod or attacker. Set edge-fraction=0, or dp=none, "
+            "secure-aggregation=false and malicious-fraction=0."
         )
     if cfg.resume and (cfg.dp == "local" or (cfg.dp == "central" and cfg.secure_aggregation)):
         where = (

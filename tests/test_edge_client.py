@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
 from client.artifact_store import ArtifactRejected, ArtifactStore
 from client.dispatch import build_dispatching_app
-from client.edge_app import BackboneMissing
+from client.edge_app import BackboneMissing, EdgeUnsupported, train_reply
 from client.kinds import artifact_root, client_kind, edge_partitions, is_edge_partition
 from client.runtimes import open_embedder
 from fedge import delivery
@@ -128,11 +129,51 @@ def test_edge_and_pytorch_clients_train_the_same_head(cfg, onnx_backbone, flower
 
 
 def test_edge_client_without_the_backbone_says_so(cfg, flower_task):
-    from client.edge_app import train_reply
-
     msg, _ = _message(cfg, MessageType.TRAIN)
     with pytest.raises(BackboneMissing, match="holds no onnx artifact"):
         train_reply(msg.content, _context(cfg, {**_node(1), "runtime": "onnxruntime"}), cfg)
+
+
+@pytest.mark.parametrize(
+    ("values", "refused"),
+    [
+        ({"dp": "central"}, "dp=central"),
+        ({"dp": "local"}, "dp=local"),
+        ({"secure-aggregation": True}, "secure-aggregation=true"),
+        ({"malicious-fraction": 0.34, "attack": "sign-flip"}, "attack=sign-flip"),
+    ],
+)
+def test_edge_client_refuses_to_train_without_the_privacy_or_attack_asked_for(
+    cfg, values, refused, flower_task
+):
+    """A node whose config makes it an edge client (the run's edge-fraction is 0)
+    refuses before anything else, instead of sending a plain update."""
+    private = cfg.replace(values)
+    node = {**_node(0), "runtime": "onnxruntime"}  # partition 0: an attacker if any
+    msg, _ = _message(private, MessageType.TRAIN)
+    with pytest.raises(EdgeUnsupported, match=f"cannot train with {refused}.*runtime=torch"):
+        train_reply(msg.content, _context(private, node), private)
+    with pytest.raises(BackboneMissing):  # a plain run goes on to look for its backbone
+        train_reply(msg.content, _context(cfg, node), cfg)
+
+
+def test_edge_client_refuses_a_secagg_stage_message_clearly(cfg, flower_task):
+    """SecAgg+'s first stage carries no fedge config: the refusal comes before
+    the client looks for one (not a KeyError)."""
+    secure = cfg.replace({"secure-aggregation": True})
+    content = RecordDict({RECORD_KEY_CONFIGS: ConfigRecord({"stage": "setup"})})
+    with pytest.raises(EdgeUnsupported, match="secure-aggregation=true"):
+        train_reply(content, _context(secure, {**_node(1), "runtime": "edge"}), secure)
+
+
+def test_an_honest_edge_partition_of_an_attack_run_trains(cfg):
+    from client.edge_app import check_edge_can_train
+
+    attack = cfg.replace({"malicious-fraction": 0.34, "attack": "scale"})  # 1 of 3: pid 0
+    check_edge_can_train(attack, {**_node(1), "runtime": "edge"})
+    check_edge_can_train(attack, {"runtime": "edge"})  # deployed: never an attacker
+    with pytest.raises(EdgeUnsupported, match="attack=scale"):
+        check_edge_can_train(attack, {**_node(0), "runtime": "edge"})
 
 
 @pytest.mark.slow  # exports the tiny backbone first

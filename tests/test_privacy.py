@@ -180,6 +180,9 @@ def test_each_config_gets_its_training_path(flower_task):
         ({"strategy": "bulyan", "krum-malicious": 2}, r"at least 11 clients per round"),
         ({"strategy": "krum", "krum-malicious": 4}, r"at least 11 clients per round"),
         ({"dp": "local", "edge-fraction": 0.5}, "edge clients"),
+        ({"dp": "central", "edge-fraction": 0.5}, "edge clients"),
+        ({"secure-aggregation": True, "edge-fraction": 0.5}, "edge clients"),
+        ({"malicious-fraction": 0.2, "attack": "scale", "edge-fraction": 0.5}, "edge clients"),
     ],
 )
 def test_impossible_combinations_say_why(values, message):
