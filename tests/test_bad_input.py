@@ -1,7 +1,11 @@
 """Bad input on a client: each case is a clear error or a counted skip, never silent."""
 
+import contextlib
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +17,8 @@ from fedge.config import FedgeConfig
 from fedge.data.images import UnreadableImage
 from fedge.data.sources import DatasetError, load_dataset, load_image_folder
 from tests.conftest import client_context, tiny_config_values, train_message, write_color_images
+
+NOBODY = 65534
 
 
 def _truncate(path):
@@ -109,15 +115,32 @@ def test_missing_data_path_is_a_clear_error_for_each_dataset_kind(tmp_path):
         load_dataset("image-folder", "", tmp_path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file, so nothing is unreadable")
-def test_unreadable_data_path_is_a_clear_error(tmp_path):
-    write_color_images(tmp_path / "data", n_per_class=2, seed=0)
-    os.chmod(tmp_path / "data" / "red", 0)
+@contextlib.contextmanager
+def _without_root() -> Iterator[None]:
+    """Root reads any file: run the block as ``nobody`` (effective uid only), so a
+    folder without permissions is unreadable there too."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(NOBODY)
     try:
-        with pytest.raises(DatasetError, match="cannot read data-path"):
-            load_image_folder(tmp_path / "data")
+        yield
     finally:
-        os.chmod(tmp_path / "data" / "red", 0o755)
+        os.seteuid(0)
+
+
+def test_unreadable_data_path_is_a_clear_error():
+    # pytest's tmp_path sits under a root-only folder: nobody could not even reach it
+    data = Path(tempfile.mkdtemp(prefix="fedge-unreadable-"))
+    try:
+        data.chmod(0o755)
+        write_color_images(data, n_per_class=2, seed=0)
+        (data / "red").chmod(0)
+        with _without_root(), pytest.raises(DatasetError, match="cannot read data-path"):
+            load_image_folder(data)
+    finally:
+        (data / "red").chmod(0o755)
+        shutil.rmtree(data)
 
 
 def test_deployed_client_with_a_missing_data_path_refuses_clearly(color_folder, flower_task):
