@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from client.trainer import TrainResult, TrainSettings, make_optimizer
 from fedge.config import FedgeConfig
 from fedge.errors import FedgeError
+from fedge.extras import require_opacus
 from fedge.records import BUDGET_EXHAUSTED, DP_EPSILON, DP_NEXT_EPSILON
 
 LEDGER_KEY = "fedge.dp-sgd-ledger"
@@ -183,6 +184,7 @@ def train_head_local_dp(
 ) -> tuple[TrainResult, dict[str, float]]:
     """DP-SGD with the ledger kept in the client's ``state``; also returns this
     client's epsilon now and after one more round like this one."""
+    require_opacus("dp=local")
     result, ledger = train_head_private(head, x, y, s, dp, ledger=load_ledger(state), device=device)
     save_ledger(state, ledger)
     next_round = round_steps(len(y), s.batch_size, s.epochs, dp.noise_multiplier)

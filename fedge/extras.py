@@ -32,3 +32,13 @@ def require_torch(what: str) -> None:
 def require_reports(what: str) -> None:
     if not has_module("matplotlib"):
         raise MissingExtra(f"{what} draws plots with matplotlib: pip install 'fedge[reports]'.")
+
+
+def require_opacus(what: str) -> None:
+    """Raise a clear error when Opacus (DP-SGD, part of ``fedge[torch]``) is missing,
+    as on a Jetson that installs JetPack's torch and plain fedge."""
+    if not has_module("opacus"):
+        raise MissingExtra(
+            f"{what} trains with Opacus's DP-SGD, which this install lacks: "
+            "pip install 'opacus>=1.6,<1.7' (fedge[torch] includes it)."
+        )

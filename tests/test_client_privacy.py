@@ -1,5 +1,7 @@
 """Differential privacy on the client: central DP's clipping, local DP-SGD and its ledger."""
 
+import sys
+
 import numpy as np
 import pytest
 from flwr.app import MessageType, RecordDict
@@ -7,6 +9,7 @@ from flwr.app import MessageType, RecordDict
 from client.app import build_client_app, handle_train
 from client.dp import LEDGER_KEY, PrivacyBudgetExhausted, epsilon, load_ledger
 from fedge.config import FedgeConfig
+from fedge.extras import MissingExtra
 from fedge.records import ARRAYS, BUDGET_EXHAUSTED, DP_EPSILON, DP_NEXT_EPSILON, from_record
 from tests.conftest import client_context, tiny_config_values, train_message
 
@@ -93,3 +96,17 @@ def test_the_ledger_lives_in_the_context_state_only(color_folder, flower_task):
     handle_train(msg, client_context(cfg, state=fresh), cfg)
     assert LEDGER_KEY in fresh.config_records
     assert load_ledger(fresh) == [(1.0, 1.0, 2)]  # a new context starts a new ledger
+
+
+def test_local_dp_without_opacus_names_the_package_to_install(
+    color_folder, flower_task, monkeypatch
+):
+    """A Jetson installs JetPack's torch and plain fedge: no Opacus. (``None`` in
+    ``sys.modules`` is how Python itself marks a module as not importable.)"""
+    monkeypatch.setitem(sys.modules, "opacus", None)
+    cfg = _cfg(color_folder, dp="local")
+    context = client_context(cfg)
+    msg, _ = train_message(cfg, MessageType.TRAIN)
+    with pytest.raises(MissingExtra, match=r"dp=local .*pip install 'opacus>=1.6,<1.7'"):
+        handle_train(msg, context, cfg)
+    assert load_ledger(context.state) == []
