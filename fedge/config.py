@@ -317,6 +317,13 @@ class FedgeConfig:
         "RUN_DIR/tensorboard (needs `pip install fedge[tensorboard]`).",
         group="reporting",
     )
+    export: bool = _option(
+        False,
+        "After the last round, export the model as `fedge export RUN_DIR` does: ONNX and "
+        "TFLite files, verified against PyTorch, in RUN_DIR/export (needs the `export` "
+        'extra: pip install -e ".[dev,export]").',
+        group="reporting",
+    )
 
     # --- privacy --------------------------------------------------------------
     dp: str = _option(

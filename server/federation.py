@@ -7,7 +7,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from logging import INFO
+from logging import INFO, WARNING
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,10 @@ def run_server(
     on_embed_progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Drive a whole federation; return the run directory."""
+    if cfg.export:
+        from export.after_run import require_export_dependencies
+
+        require_export_dependencies()  # before the rounds, not after
     setup = prepare(cfg, on_embed_progress)
     model, evaluator = setup.model, setup.evaluator
     initial = trainable_state(model)
@@ -197,6 +201,14 @@ def run_server(
         backbone_delivery=backbones.summary(),
         **privacy,
     )
+    if cfg.export:
+        from export.after_run import export_after_run
+
+        export_after_run(
+            setup.run_dir,
+            printer or (lambda line: log(INFO, "fedge: %s", line)),
+            lambda line: log(WARNING, "fedge: %s", line),
+        )
     return setup.run_dir
 
 

@@ -182,12 +182,15 @@ def run_simulation(cfg: FedgeConfig, *, display: SimulationDisplay | None = None
     from flwr.simulation import run_simulation as flwr_run_simulation
 
     from client.dispatch import build_dispatching_app
+    from export.after_run import export_outcome, require_export_dependencies
     from server.app import build_server_app
     from server.tracking import require_tensorboard
 
     display = display or PlainDisplay()
     if cfg.tensorboard:
         require_tensorboard()  # before minutes of work, not after
+    if cfg.export:
+        require_export_dependencies()
     cfg = absolute_paths(cfg)
     run_path = rundir.new_run_dir(cfg)
     cfg = cfg.replace({"run-dir": str(run_path)})
@@ -211,4 +214,7 @@ def run_simulation(cfg: FedgeConfig, *, display: SimulationDisplay | None = None
             num_supernodes=cfg.num_clients,
             backend_config=backend_config(cfg),
         )
+    if cfg.export:  # the ServerApp exported after the last round; show how it went
+        for line in export_outcome(run_path):
+            display.print(line)
     return run_path

@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from fedge import __version__
-from fedge.cli import certs, compare, config_cmd, health, report, simulate
+from fedge.cli import certs, compare, config_cmd, export, health, predict, report, simulate
 from fedge.cli.common import HelpFormatter
 from fedge.errors import FedgeError
 
-SUBCOMMANDS = (simulate, report, compare, config_cmd, certs, health)
+SUBCOMMANDS = (simulate, export, predict, report, compare, config_cmd, certs, health)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,8 @@ EXPORT_COLUMNS = (
     "top1_agreement",
     "accuracy",
     "latency_ms",
+    "bar",
+    "passed",
 )
 
 
@@ -228,6 +230,7 @@ def export_section(run: RunData) -> Section:
     rows = run.export_rows or []
     extra = [k for k in rows[0] if k not in EXPORT_COLUMNS and not isinstance(rows[0][k], dict)]
     names = [k for k in ("artifact", "file", "path") if k in extra][:1]
+    names += [k for k in ("runtime",) if k in extra]  # a file may run in several runtimes
     columns = names + [c for c in EXPORT_COLUMNS if any(c in r for r in rows)]
     table = Table(
         "export",
