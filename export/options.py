@@ -29,6 +29,7 @@ class ExportOptions:
     backbone: bool = True
     eval_samples: int = 1000
     calibration_samples: int = 300
+    bias_correction_samples: int = 128  # of the calibration images, in one batch
     latency_runs: int = 50
     threads: int = 1
     tflite_runtime: bool = True  # also verify with tflite_runtime when one is found

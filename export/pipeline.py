@@ -30,6 +30,7 @@ from export.manifest import (
 )
 from export.onnx_export import export_onnx
 from export.options import ExportError, ExportOptions
+from export.prequant import prequantize
 from export.quantize import to_fp16, to_int8
 from export.runtimes import prepare_input
 from export.samples import held_out
@@ -222,7 +223,7 @@ def export_run(
         )
         entries.append(entry)
     if "tflite" in options.formats:
-        entries += _export_tflite(wrapped, out, options, pre, data.calibration, n, timed)
+        entries += _export_tflite(rm.model, out, options, pre, data.calibration, n, timed)
     if options.backbone:
         written = timed(
             "backbone",
@@ -244,7 +245,7 @@ def export_run(
 
 
 def _export_tflite(
-    wrapped: torch.nn.Module,
+    model: torch.nn.Module,
     out: Path,
     options: ExportOptions,
     pre: Preprocessing,
@@ -259,7 +260,10 @@ def _export_tflite(
     with tempfile.TemporaryDirectory(prefix="fedge-export-") as tmp:
         keep = "fp32" in options.precisions
         fp32 = (out if keep else Path(tmp)) / "model.tflite"
-        timed("model.tflite", lambda: export_tflite(wrapped, sample_input(spec, pre), fp32))
+        timed(
+            "model.tflite",
+            lambda: export_tflite(wrap(model, spec, pre), sample_input(spec, pre), fp32),
+        )
         if keep:
             entries.append(_model_entry("model.tflite", "tflite", "fp32", spec, size, n))
         if "fp16" in options.precisions:
@@ -269,11 +273,9 @@ def _export_tflite(
             entries.append(entry)
         if "int8" in options.precisions:
             entry = _model_entry("model-int8.tflite", "tflite", "int8", spec, size, n)
-            calib = None
-            if options.int8.needs_calibration:
-                calib = prepare_input(calibration, spec.layout, spec.baked, pre.mean, pre.std)
             details = timed(
-                entry.file, lambda: to_int8(fp32, out / entry.file, options.int8, calib)
+                entry.file,
+                lambda: _int8(model, fp32, Path(tmp), out / entry.file, options, pre, calibration),
             )
             entry.quantization = {
                 "method": "ai-edge-quantizer post-training quantization",
@@ -282,6 +284,35 @@ def _export_tflite(
             }
             entries.append(entry)
     return entries
+
+
+def _int8(
+    model: torch.nn.Module,
+    fp32: Path,
+    tmp: Path,
+    dst: Path,
+    options: ExportOptions,
+    pre: Preprocessing,
+    calibration: np.ndarray,
+) -> dict[str, Any]:
+    """model-int8.tflite: with bias correction, from a float model whose weights
+    are already on the int8 grid (export/prequant.py), else from ``fp32``."""
+    settings, spec = options.int8, options.spec
+    details: dict[str, Any] = {}
+    source = fp32
+    if settings.bias_correction:
+        images = calibration[: options.bias_correction_samples]
+        inputs = torch.from_numpy(prepare_input(images, "nchw", False, pre.mean, pre.std))
+        keep = settings.float_convs if settings.mode == "full" else 0
+        rounded, stats = prequantize(model, inputs, keep_float=keep)
+        source = tmp / "model-prequantized.tflite"
+        export_tflite(wrap(rounded, spec, pre), sample_input(spec, pre), source)
+        details.update(stats.to_dict())
+    calib = None
+    if settings.needs_calibration:
+        calib = prepare_input(calibration, spec.layout, spec.baked, pre.mean, pre.std)
+    details.update(to_int8(source, dst, settings, calib))
+    return details
 
 
 # --- verification ----------------------------------------------------------------

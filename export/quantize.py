@@ -46,9 +46,10 @@ class QuantizationError(RuntimeError):
 class Int8Settings:
     """How ``model-int8.tflite`` is made."""
 
-    mode: str = "full"
+    mode: str = "weights"
     float_convs: int = 1
     calibration: str = "minmax"
+    bias_correction: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in INT8_MODES:
@@ -63,12 +64,16 @@ class Int8Settings:
         return self.mode == "full"
 
     def describe(self) -> str:
+        corrected = ", bias-corrected" if self.bias_correction else ""
         if self.mode == "weights":
-            return "int8 weights (per channel); float activations and compute"
+            return f"int8 weights (per channel{corrected}); float activations and compute"
         kept = ""
         if self.float_convs:
             kept = f"; input ops and the first {self.float_convs} convolution(s) in float"
-        return f"int8 weights (per channel) and activations, {self.calibration} calibration{kept}"
+        return (
+            f"int8 weights (per channel{corrected}) and int8 activations "
+            f"({self.calibration} calibration){kept}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,22 +125,14 @@ def to_fp16(src: Path, dst: Path) -> Path:
 def op_scopes(path: Path) -> list[tuple[str, str]]:
     """``(op name, scope)`` of each operator of the main graph, in execution
     order; the scope (output tensor names) is what quantization recipes match."""
+    from ai_edge_litert import schema_py_generated as schema
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as tfl
 
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     model = tfl.read_model(str(path))
     graph = model.subgraphs[0]
-    codes = model.operatorCodes
-    out = []
-    for op in graph.operators:
-        code = codes[op.opcodeIndex].builtinCode
-        name = tfl.TFL_OP_CODE_TO_NAME.get(code)
-        out.append(
-            (
-                str(name.value if hasattr(name, "value") else name),
-                tfl.get_op_scope(op, graph.tensors),
-            )
-        )
-    return out
+    codes = [names.get(c.builtinCode, "CUSTOM") for c in model.operatorCodes]
+    return [(codes[op.opcodeIndex], tfl.get_op_scope(op, graph.tensors)) for op in graph.operators]
 
 
 def leading_float_scopes(path: Path, float_convs: int) -> list[str]:

@@ -162,7 +162,9 @@ def test_manifest_describes_every_file_and_the_run(exported) -> None:
     assert model["input"]["layout"] == "nchw" and model["input"]["dtype"] == "float32"
     assert manifest["artifacts"]["model.tflite"]["input"]["shape"] == [1, 3, 32, 32]
     int8 = manifest["artifacts"]["model-int8.tflite"]["quantization"]
-    assert int8["mode"] == "full" and int8["calibration_samples"] == 40
+    assert int8["mode"] == "weights" and int8["bias_correction"]
+    assert int8["bias_correction_samples"] == 40  # all 40 calibration images (at most 128)
+    assert int8["bias_correction_layers"] > 0 and int8["leading_float_convs"] == 0
 
 
 def test_onnx_metadata_holds_the_same_facts_without_the_manifest(exported, tmp_path) -> None:
@@ -305,14 +307,25 @@ def test_nhwc_uint8_input_with_preprocessing_inside_the_graph(exported, tmp_path
         assert a.label == b.label and abs(a.probability - b.probability) < 1e-4
 
 
-def test_tflite_runtime_rows_when_an_environment_has_it(exported) -> None:
-    from export.pipeline import load_run_model, reference
-    from export.samples import held_out
-    from export.verify import Job, tflite_runtime_python, verify_in_tflite_runtime
+@pytest.fixture(scope="module")
+def tflite_runtime_python() -> str:
+    from export.verify import tflite_runtime_python
 
     python = tflite_runtime_python()
     if python is None:
-        pytest.skip("no tflite_runtime environment (set FEDGE_TFLITE_RUNTIME_PYTHON)")
+        pytest.skip(
+            "no environment with tflite_runtime: set FEDGE_TFLITE_RUNTIME_PYTHON to its python "
+            "(e.g. python3 -m venv v && v/bin/pip install 'numpy<2' tflite-runtime)"
+        )
+    return python
+
+
+def test_tflite_runtime_rows_when_an_environment_has_it(tflite_runtime_python, exported) -> None:
+    from export.pipeline import load_run_model, reference
+    from export.samples import held_out
+    from export.verify import Job, verify_in_tflite_runtime
+
+    python = tflite_runtime_python
     rm = load_run_model(Path(exported.manifest["run"]["run_dir"]))
     data = held_out(rm.cfg, rm.loaded.preprocessing, 30, 0)
     ref = reference(rm, data.images, data.labels)
@@ -336,6 +349,80 @@ def test_prepare_input_is_the_training_preprocessing() -> None:
     nhwc = prepare_input(pixels, "nhwc", False, pre.mean, pre.std)
     np.testing.assert_array_equal(nhwc, np.moveaxis(expected, 1, -1))
     assert prepare_input(pixels, "nhwc", True, pre.mean, pre.std).dtype == np.uint8
+
+
+def test_full_int8_has_integer_activations_calibrated_on_held_out_images(exported, tmp_path):
+    from export.pipeline import export_run
+    from export.quantize import Int8Settings, op_scopes
+
+    options = ExportOptions(
+        formats=("tflite",),
+        precisions=("int8",),
+        int8=Int8Settings(mode="full"),
+        backbone=False,
+        eval_samples=60,
+        calibration_samples=40,
+        latency_runs=3,
+        tflite_runtime=False,
+    )
+    result = export_run(exported.manifest["run"]["run_dir"], options, tmp_path, printer=None)
+    assert [p.name for p in tmp_path.glob("*.tflite")] == ["model-int8.tflite"]
+    details = result.manifest["artifacts"]["model-int8.tflite"]["quantization"]
+    assert details["mode"] == "full" and details["calibration_samples"] == 40
+    assert details["float_ops"] > 0 and details["leading_float_convs"] == 1
+    ops = [name for name, _ in op_scopes(tmp_path / "model-int8.tflite")]
+    assert "QUANTIZE" in ops  # float input -> int8 feature maps after the float stem
+    assert ops.index("QUANTIZE") > ops.index("CONV_2D")
+    rows = rows_by_artifact(result)
+    reference = rows["PyTorch (reference)"]["accuracy"]
+    assert abs(rows["model-int8.tflite"]["accuracy"] - reference) <= 0.05
+
+
+def test_prequantize_puts_weights_on_the_int8_grid_and_corrects_the_mean_shift() -> None:
+    import torch
+    from torch import nn
+
+    from export.prequant import QMAX, fold_batchnorm, grid_round, prequantize
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 4),
+    ).eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):  # BatchNorm statistics that are not the identity
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(64, 3, 12, 12)
+    with torch.no_grad():
+        reference = model(x)
+        assert torch.allclose(fold_batchnorm(model)(x), reference, atol=1e-5)
+        rounded_only = fold_batchnorm(model)  # the same rounding, no bias correction
+        weighted = [m for m in rounded_only.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        for m in weighted[1:]:
+            m.weight.copy_(grid_round(m.weight))
+        plain = rounded_only(x)
+    corrected, stats = prequantize(model, x, keep_float=1)
+    layers = [m for m in corrected.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert stats.layers == 3 and stats.kept_float == 1 and stats.samples == 64
+    first = layers[0].weight  # kept float: not on a grid
+    assert not torch.equal(first, grid_round(first))
+    for m in layers[1:]:
+        w = m.weight
+        scale = w.abs().amax(dim=tuple(range(1, w.dim())), keepdim=True) / QMAX
+        steps = w / scale
+        assert (steps - steps.round()).abs().max() < 1e-3  # the quantizer keeps them exactly
+    with torch.no_grad():
+        out = corrected(x)
+    assert (out - reference).mean(0).abs().max() < (plain - reference).mean(0).abs().max()
 
 
 def test_bad_options_fail_at_once(capsys) -> None:
