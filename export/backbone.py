@@ -29,10 +29,10 @@ from export.manifest import (
     InputSpec,
     describe_artifact,
     package_versions,
-    sha256_file,
     sidecar_path,
     write_json,
 )
+from fedge.artifacts import file_sha256
 from fedge.models.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ def export_backbone(
     if "tflite" in formats:
         entry = backbone_entry(f"{STEM}.tflite", "tflite", pre.image_size, dim)
         path = export_tflite(module, sample_input(InputSpec(), pre), out_dir / entry.file)
-        entry.size_bytes, entry.sha256 = path.stat().st_size, sha256_file(path)
+        entry.size_bytes, entry.sha256 = path.stat().st_size, file_sha256(path)
         write_json(sidecar_path(path), {**facts, **entry.to_dict()})
         written["tflite"] = path
     return written

@@ -7,7 +7,6 @@ Torch-free (numpy and the standard library only): apps, edge clients and
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 from collections.abc import Mapping
@@ -109,14 +108,6 @@ class ArtifactEntry:
         if not d["notes"]:
             del d["notes"]
         return d
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def package_versions(names: tuple[str, ...] = VERSIONED_PACKAGES) -> dict[str, str]:

@@ -25,7 +25,6 @@ from export.manifest import (
     InputSpec,
     package_versions,
     read_json,
-    sha256_file,
     write_json,
 )
 from export.onnx_export import export_onnx
@@ -48,6 +47,7 @@ from export.verify import (
 )
 from export.wrappers import sample_input, wrap
 from fedge import rundir
+from fedge.artifacts import file_sha256
 from fedge.config import FedgeConfig
 from fedge.errors import FedgeError
 from fedge.models.backbones import build_backbone, preprocessing_for
@@ -234,7 +234,7 @@ def export_run(
 
     for entry in entries:
         path = out / entry.file
-        entry.size_bytes, entry.sha256 = path.stat().st_size, sha256_file(path)
+        entry.size_bytes, entry.sha256 = path.stat().st_size, file_sha256(path)
     manifest = {**facts, "artifacts": {e.file: e.to_dict() for e in entries}}
     write_json(out / MANIFEST, manifest)
     report = verify_export(out, manifest, rm, data, options, printer)
@@ -381,7 +381,7 @@ def _jobs(out: Path, manifest: dict[str, Any]) -> tuple[list[Job], dict[str, str
         )
         if not path.is_file():
             changed[name] = "file is missing"
-        elif entry.get("sha256") and sha256_file(path) != entry["sha256"]:
+        elif entry.get("sha256") and file_sha256(path) != entry["sha256"]:
             changed[name] = "sha256 differs from manifest.json (the file changed after export)"
     return jobs, changed
 

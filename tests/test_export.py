@@ -15,10 +15,11 @@ import pytest
 
 pytest.importorskip("litert_torch", reason="needs the export extra: pip install -e '.[dev,export]'")
 
-from export.manifest import MANIFEST, InputSpec, describe_artifact, sha256_file  # noqa: E402
+from export.manifest import MANIFEST, InputSpec, describe_artifact  # noqa: E402
 from export.options import ExportError, ExportOptions  # noqa: E402
 from export.runtimes import OnnxRunner, TFLiteRunner, prepare_input  # noqa: E402
 from fedge import rundir  # noqa: E402
+from fedge.artifacts import file_sha256  # noqa: E402
 from fedge.cli.main import main  # noqa: E402
 from fedge.config import FedgeConfig  # noqa: E402
 from tests.conftest import tiny_config_values, write_color_images  # noqa: E402
@@ -155,7 +156,7 @@ def test_manifest_describes_every_file_and_the_run(exported) -> None:
     ):
         assert manifest["versions"][package]
     for name, entry in manifest["artifacts"].items():
-        assert entry["sha256"] == sha256_file(out / name)
+        assert entry["sha256"] == file_sha256(out / name)
         assert entry["size_bytes"] == (out / name).stat().st_size
     model = manifest["artifacts"]["model.onnx"]
     assert model["input"]["shape"] == ["batch", 3, 32, 32]
@@ -191,7 +192,7 @@ def test_backbone_files_keep_the_edge_contract(exported) -> None:
         runner = OnnxRunner(out / name) if name.endswith("onnx") else TFLiteRunner(out / name)
         assert runner.run(x).shape == (batch, 512)
     sidecar = json.loads((out / "backbone.json").read_text())
-    assert sidecar["sha256"] == sha256_file(out / "backbone.tflite")
+    assert sidecar["sha256"] == file_sha256(out / "backbone.tflite")
 
 
 def test_export_backbone_needs_no_run_dir(tmp_path, color_folder) -> None:
