@@ -39,8 +39,8 @@ def require_export_dependencies() -> None:
     if missing:
         raise ExportUnavailable(
             f"export = true needs {', '.join(missing)}: install the export extra in one pip "
-            'command with the rest, pip install -e ".[dev,export]" (see README, "Export and '
-            'on-device inference"), or set export = false.'
+            'command with the rest, pip install -e ".[dev,export]" (see README, "Export to '
+            'ONNX and TFLite"), or set export = false.'
         )
 
 
