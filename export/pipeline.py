@@ -127,7 +127,8 @@ def load_run_model(run_dir: Path) -> RunModel:
 def run_facts(run_dir: Path, rm: RunModel) -> dict[str, Any]:
     """Where the model came from: the run and its headline figures."""
     facts: dict[str, Any] = {"run_dir": str(run_dir.resolve()), "name": run_dir.name}
-    for key in ("final_accuracy", "rounds", "strategy", "num_clients", "epsilon", "delta"):
+    keys = ("final_accuracy", "rounds", "strategy", "num_clients", "dp", "epsilon", "dp_delta")
+    for key in keys:
         if key in rm.summary:
             facts[key] = rm.summary[key]
     if rm.meta.get("fingerprint") and rm.meta["fingerprint"] != rm.loaded.fingerprint:

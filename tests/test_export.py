@@ -63,7 +63,9 @@ def make_run_dir(root: Path) -> Path:
         model.head.bias.copy_(torch.from_numpy(w[-1].astype(np.float32)))
     meta = {"labels": CLASSES, "image_size": 32, "fingerprint": loaded.fingerprint}
     rundir.save_model(run, trainable_state(model), model.state_dict(), meta)
-    rundir.write_json(run / rundir.SUMMARY, {"final_accuracy": 1.0, "rounds": 2, "epsilon": 3.5})
+    summary = {"final_accuracy": 1.0, "rounds": 2, "dp": "central", "epsilon": 3.5}
+    summary["dp_delta"] = 1e-5
+    rundir.write_json(run / rundir.SUMMARY, summary)
     row = {"round": 1, "accuracy": 1.0, "loss": 0.1, "macro_f1": 1.0, "num_clients": 3}
     rundir.append_metrics(run, {**row, "bytes_up": 1, "bytes_down": 1, "seconds": 1.0})
     return run
@@ -145,7 +147,8 @@ def test_manifest_describes_every_file_and_the_run(exported) -> None:
         "interpolation": "bilinear",
     }
     assert manifest["fingerprint"] == rundir.read_model_meta(run)["fingerprint"]
-    assert manifest["run"]["epsilon"] == 3.5  # from summary.json (differential privacy)
+    privacy = {k: manifest["run"][k] for k in ("dp", "epsilon", "dp_delta")}
+    assert privacy == {"dp": "central", "epsilon": 3.5, "dp_delta": 1e-5}  # from summary.json
     for package in (
         "torch",
         "torchvision",
