@@ -10,6 +10,7 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from client.session import ClientSession, open_session
+from client.statistics import handle_statistics, wants_statistics
 from client.trainer import TrainSettings, evaluate_head, train_end_to_end, train_head
 from fedge.config import FedgeConfig, from_run_config
 from fedge.models.fingerprint import check_fingerprint
@@ -58,6 +59,7 @@ def handle_train(msg: Message, context: Context, cfg: FedgeConfig) -> Message:
     start = time.perf_counter()
     p = _prepare(msg, context, cfg)
     session, model, config, label_map = p.session, p.model, p.config, p.label_map
+    session.require_training_data()
     server_round = int(config.get("server-round", 0))  # type: ignore[arg-type]
     settings = TrainSettings.from_config(cfg, float(config.get("proximal-mu", 0.0)))  # type: ignore[arg-type]
     order_seed = (cfg.seed, server_round, session.client_id)
@@ -124,6 +126,8 @@ def build_client_app(cfg: FedgeConfig | None = None) -> ClientApp:
 
     @client_app.train()
     def train(msg: Message, context: Context) -> Message:
+        if wants_statistics(msg):
+            return handle_statistics(msg, context, config_of(context))
         return handle_train(msg, context, config_of(context))
 
     @client_app.evaluate()

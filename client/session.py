@@ -20,6 +20,7 @@ from client.local_data import (
     PARTITION_ID,
     ClassMismatch,
     Embedded,
+    EmptyPartition,
     client_data,
     label_map,
     usable_embeddings,
@@ -39,6 +40,7 @@ __all__ = [
     "ClassMismatch",
     "ClientSession",
     "Embedded",
+    "EmptyPartition",
     "open_session",
 ]
 
@@ -73,6 +75,14 @@ class ClientSession:
             )
         self.embed_seconds += time.perf_counter() - start
         return usable_embeddings(z, subset.labels)
+
+    def require_training_data(self) -> None:
+        if len(self.data.train) == 0:
+            raise EmptyPartition(
+                f"client {self.client_id} has no training samples. In a simulation, a "
+                "small dirichlet-alpha with many clients leaves some partitions empty; "
+                "raise dirichlet-alpha or lower num-clients to avoid it."
+            )
 
     def train_embeddings(self) -> Embedded:
         if self._train is None:

@@ -14,6 +14,10 @@ CONFIG = "config"
 METRICS = "metrics"
 FINGERPRINT = "fingerprint"
 CLASS_NAMES = "class-names"
+# Closed-form head: the config key asking for statistics (its value: the Gram
+# form) and the reply record holding them (see fedge.closed_form).
+STATISTICS = "statistics"
+STATISTICS_ORIGIN = "statistics-origin"  # ArrayRecord: the point statistics are taken about
 
 
 def to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:

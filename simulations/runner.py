@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,20 +170,41 @@ def quiet_simulation_logs() -> None:
     os.environ.setdefault("FLWR_LOG_LEVEL", "ERROR")
 
 
+def ray_address(cfg: FedgeConfig) -> str:
+    """The Ray cluster to join: ``ray-address``, else $RAY_ADDRESS; empty = local."""
+    return cfg.ray_address or os.environ.get("RAY_ADDRESS", "")
+
+
 def backend_config(cfg: FedgeConfig) -> dict[str, Any]:
+    """Flower's Ray backend settings: client resources, and either a local Ray
+    sized to this machine or the address of an existing cluster (whose size
+    Ray knows; then no CPU count may be given)."""
+    address = ray_address(cfg)
+    init_args: dict[str, Any] = {"include_dashboard": False}
+    if address:
+        init_args["address"] = address
+    else:
+        init_args["num_cpus"] = os.cpu_count() or 1
     return {
         "client_resources": {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},
-        "init_args": {"num_cpus": os.cpu_count() or 1, "include_dashboard": False},
+        "init_args": init_args,
     }
 
 
-def run_simulation(cfg: FedgeConfig, *, display: SimulationDisplay | None = None) -> Path:
-    """Run ``cfg`` as a simulation; return its run directory."""
+def run_simulation(
+    cfg: FedgeConfig,
+    *,
+    display: SimulationDisplay | None = None,
+    callbacks: Sequence[RoundCallback] = (),
+) -> Path:
+    """Run ``cfg`` as a simulation; return its run directory. ``callbacks``
+    see every round's report too (the ServerApp runs in this process)."""
     from flwr.simulation import run_simulation as flwr_run_simulation
 
     from client.dispatch import build_dispatching_app
     from server.app import build_server_app
     from server.tracking import require_tensorboard
+    from simulations.inprocess import run_inprocess_simulation
 
     display = display or PlainDisplay()
     if cfg.tensorboard:
@@ -202,13 +223,22 @@ def run_simulation(cfg: FedgeConfig, *, display: SimulationDisplay | None = None
         display.print(prepare_edge_backbone(cfg))
     quiet_simulation_logs()
     server_app = build_server_app(
-        cfg, printer=None, callbacks=display.round_callbacks(cfg.num_rounds)
+        cfg, printer=None, callbacks=[*display.round_callbacks(cfg.num_rounds), *callbacks]
     )
     with display.running(cfg.num_rounds):
-        flwr_run_simulation(
-            server_app=server_app,
-            client_app=build_dispatching_app(cfg),
-            num_supernodes=cfg.num_clients,
-            backend_config=backend_config(cfg),
-        )
+        if cfg.simulation_backend == "inprocess":
+            run_inprocess_simulation(
+                server_app,
+                build_dispatching_app(cfg),
+                cfg.num_clients,
+                cfg.to_run_config(),
+                seed=cfg.seed,
+            )
+        else:
+            flwr_run_simulation(
+                server_app=server_app,
+                client_app=build_dispatching_app(cfg),
+                num_supernodes=cfg.num_clients,
+                backend_config=backend_config(cfg),
+            )
     return run_path

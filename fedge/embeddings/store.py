@@ -1,7 +1,8 @@
 """Embedding cache: per process in memory, and on disk keyed by backbone
 fingerprint and data, shared read-only by every process on the machine.
 
-On disk, embeddings live in shards ``<cache>/embeddings/<fingerprint>/<data>/
+In memory, a per-process LRU (256 MiB at most) serves the ``memory`` cache
+mode. On disk, embeddings live in shards ``<cache>/embeddings/<fingerprint>/<data>/
 shard-<hash>/{indices,embeddings}.npy``; a lookup gathers the rows it needs
 from any shards that hold them (memory-mapped, so concurrent readers share
 pages) and only missing rows are computed. Shards are written atomically.
@@ -18,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-_MEMORY_LIMIT_BYTES = 512 * 2**20
+_MEMORY_LIMIT_BYTES = 256 * 2**20
 _memory: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
+_memory_bytes = 0
 
 
 def _indices_key(indices: np.ndarray) -> str:
@@ -27,14 +29,24 @@ def _indices_key(indices: np.ndarray) -> str:
 
 
 def _remember(key: tuple[str, str, str], value: np.ndarray) -> None:
+    """Keep ``value``, dropping the least recently used entries past the limit."""
+    global _memory_bytes
+    old = _memory.pop(key, None)
+    _memory_bytes += value.nbytes - (old.nbytes if old is not None else 0)
     _memory[key] = value
-    _memory.move_to_end(key)
-    while sum(v.nbytes for v in _memory.values()) > _MEMORY_LIMIT_BYTES and len(_memory) > 1:
-        _memory.popitem(last=False)
+    while _memory_bytes > _MEMORY_LIMIT_BYTES and len(_memory) > 1:
+        _, dropped = _memory.popitem(last=False)
+        _memory_bytes -= dropped.nbytes
+
+
+def memory_cache_bytes() -> int:
+    return _memory_bytes
 
 
 def clear_memory_cache() -> None:
+    global _memory_bytes
     _memory.clear()
+    _memory_bytes = 0
 
 
 class EmbeddingStore:
@@ -108,4 +120,9 @@ class EmbeddingStore:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def remember(self, indices: np.ndarray, embeddings: np.ndarray) -> None:
-        _remember(self._memory_key(indices), embeddings)
+        """Keep rows in this process's memory LRU, when there is no disk store
+        to read them back from (disk shards are memory-mapped and shared by
+        every process instead, so a simulation with thousands of clients does
+        not copy each client's rows into every worker)."""
+        if self.root is None:
+            _remember(self._memory_key(indices), embeddings)
