@@ -69,9 +69,7 @@ class TreeMemory:
 def tree_memory(root: int) -> TreeMemory:
     pids = process_tree(root)
     sizes = [_rollup_kib(p) for p in pids]
-    return TreeMemory(
-        1024 * sum(r for r, _ in sizes), 1024 * sum(p for _, p in sizes), len(pids)
-    )
+    return TreeMemory(1024 * sum(r for r, _ in sizes), 1024 * sum(p for _, p in sizes), len(pids))
 
 
 class PeakMemory:
