@@ -1,0 +1,86 @@
+"""Shared pieces of the benchmark scripts: run `fedge simulate` in a fresh
+process while measuring it, print Markdown tables, write JSON, note the load."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedge import rundir
+from simulations.memory import PeakMemory
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT.parent / "shared" / "assets"
+DEFAULT_WEIGHTS = ASSETS / "weights" / "mobilenet_v2-imagenet-int8dequant.pth"
+
+
+@dataclass
+class Measured:
+    """A finished `fedge simulate` process: its run directory and figures."""
+
+    run_dir: Path
+    wall_seconds: float
+    memory: dict[str, float]
+    output: str
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return rundir.read_metrics(self.run_dir)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return rundir.read_summary(self.run_dir)
+
+
+def simulate(values: Mapping[str, object], run_dir: Path, timeout: float = 3600) -> Measured:
+    """Run `fedge simulate --set ...` in a new process; wall time and the peak
+    memory of its whole process tree (Ray's processes included)."""
+    sets = [f"{k}={v}" for k, v in values.items()]
+    cmd = [sys.executable, "-m", "fedge.cli.main", "simulate", "--set", *sets]
+    cmd += ["--run-dir", str(run_dir)]
+    env = {**os.environ, "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    with PeakMemory(proc.pid, interval=0.5) as peak:
+        output, _ = proc.communicate(timeout=timeout)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"fedge simulate failed ({proc.returncode}):\n{output[-4000:]}")
+    return Measured(run_dir, wall, peak.to_json(), output)
+
+
+def load_average() -> tuple[float, float, float]:
+    return os.getloadavg()
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """A Markdown table of ``rows`` (dicts) with the given column keys."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.3f}" if abs(value) < 10 else f"{value:,.1f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def machine_note() -> dict[str, Any]:
+    """CPU count and load: timings taken on a shared, busy machine are noisy."""
+    one, five, fifteen = load_average()
+    return {"cpus": os.cpu_count(), "load_1m": one, "load_5m": five, "load_15m": fifteen}
