@@ -107,10 +107,16 @@ def _no_progress(_: str, __: int) -> AbstractContextManager[Callable[[int], None
     return nullcontext(lambda n: None)
 
 
+PASS_CHUNK = 4096  # samples per disk shard of the shared embedding pass
+
+
 def precompute_embeddings(cfg: FedgeConfig, progress: ProgressFactory = _no_progress) -> int:
     """One embedding pass over every sample any PyTorch client or the server will use,
     written to the disk cache that all simulated clients read. Returns the
-    number of images that went through the backbone."""
+    number of images that went through the backbone.
+
+    The pass goes in chunks, each saved as its own shard: memory stays
+    bounded by a chunk, and an interrupted pass resumes where it stopped."""
     loaded = load_backbone_for(cfg)
     splits = dataset_splits(cfg)
     torch_clients = [
@@ -124,13 +130,18 @@ def precompute_embeddings(cfg: FedgeConfig, progress: ProgressFactory = _no_prog
             + [np.concatenate([c.train.indices, c.test.indices]) for c in torch_clients]
         )
     )
-    subsets = [Subset(splits.train, used), server_test(cfg)[1]]
-    todo = sum(missing_count(cfg, loaded, s) for s in subsets)
+    train_chunks = [
+        Subset(splits.train, used[i : i + PASS_CHUNK]) for i in range(0, len(used), PASS_CHUNK)
+    ]
+    subsets = [*train_chunks, server_test(cfg)[1]]
+    missing = [missing_count(cfg, loaded, s) for s in subsets]
+    todo = sum(missing)
     if todo:
         device = resolve_device(cfg.device)
         with progress("embedding pass", todo) as advance:
-            for subset in subsets:
-                embed_subset(cfg, loaded, subset, device, on_progress=advance)
+            for subset, n in zip(subsets, missing, strict=True):
+                if n:
+                    embed_subset(cfg, loaded, subset, device, on_progress=advance)
     return todo
 
 

@@ -10,6 +10,7 @@ pages) and only missing rows are computed. Shards are written atomically.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -49,6 +50,16 @@ def clear_memory_cache() -> None:
     _memory_bytes = 0
 
 
+@functools.lru_cache(maxsize=256)
+def _open_shard(shard: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A shard's indices and embeddings, memory-mapped once per process
+    (shards never change once written: they appear by an atomic rename)."""
+    return (
+        np.load(shard / "indices.npy", mmap_mode="r"),
+        np.load(shard / "embeddings.npy", mmap_mode="r"),
+    )
+
+
 class EmbeddingStore:
     """Embeddings of one data source under one backbone fingerprint."""
 
@@ -80,8 +91,7 @@ class EmbeddingStore:
         for shard in self._shards():
             if found.all():
                 break
-            held = np.load(shard / "indices.npy", mmap_mode="r")
-            emb = np.load(shard / "embeddings.npy", mmap_mode="r")
+            held, emb = _open_shard(shard)
             want = ~found
             pos = np.searchsorted(held, indices[want])
             pos_ok = pos < len(held)
