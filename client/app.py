@@ -16,7 +16,6 @@ from fedge.config import FedgeConfig, from_run_config
 from fedge.models.fingerprint import check_fingerprint
 from fedge.models.model import (
     FedgeModel,
-    build_model,
     load_trainable_state,
     trainable_state,
 )
@@ -50,7 +49,7 @@ def _prepare(msg: Message, context: Context, cfg: FedgeConfig) -> Prepared:
         str(config[FINGERPRINT]), session.loaded.fingerprint, session.loaded.describe()
     )
     server_classes = [str(c) for c in config[CLASS_NAMES]]  # type: ignore[union-attr]
-    model = build_model(cfg, len(server_classes), session.loaded)
+    model = session.model(len(server_classes))
     load_trainable_state(model, from_record(msg.content[ARRAYS]))
     return Prepared(session, model, config, session.label_map(server_classes), len(server_classes))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from fedge.device import resolve_device
 from fedge.embeddings.cache import embed_subset
 from fedge.embeddings.extract import compute_embeddings
 from fedge.models.backbones import Backbone
-from fedge.models.model import LoadedBackbone, load_backbone_for
+from fedge.models.model import FedgeModel, LoadedBackbone, build_model, load_backbone_for
 
 __all__ = [
     "DATA_PATH",
@@ -55,6 +55,18 @@ class ClientSession:
     embed_seconds: float = 0.0
     _train: Embedded | None = None
     _test: Embedded | None = None
+    _models: dict[int, FedgeModel] = field(default_factory=dict)
+
+    def model(self, num_classes: int) -> FedgeModel:
+        """The model for ``num_classes`` classes; each message loads the server's
+        trainable parameters into it. Kept for the session when only the head
+        is its own (the frozen backbone is shared by every session)."""
+        model = self._models.get(num_classes)
+        if model is None:
+            model = build_model(self.cfg, num_classes, self.loaded)
+            if not self.cfg.unfreeze_last:
+                self._models[num_classes] = model
+        return model
 
     @property
     def uses_embeddings(self) -> bool:

@@ -20,6 +20,7 @@ ClientApp. Use the Ray backend for heavy clients or a cluster.
 from __future__ import annotations
 
 import copy
+import pickle
 import random
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -127,7 +128,8 @@ class InProcessGrid(Grid):
         context = self.context_of(message.metadata.dst_node_id)
         received = message
         if self.copy_messages:  # the client must not share objects with the server
-            received = Message(copy.deepcopy(message.content), metadata=copy.copy(message.metadata))
+            content = pickle.loads(pickle.dumps(message.content))
+            received = Message(content, metadata=copy.copy(message.metadata))
         try:
             reply = self.client_app(message=received, context=context)
         except Exception as exc:  # reported to the server, as Flower's worker does

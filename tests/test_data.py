@@ -171,3 +171,18 @@ def test_a_client_without_training_samples_refuses_to_train(color_folder):
     session = ClientSession(cfg, 7, torch.device("cpu"), load_backbone_for(cfg), data)
     with pytest.raises(EmptyPartition, match="client 7 has no training samples"):
         session.require_training_data()
+
+
+@pytest.mark.parametrize("kind", ["dirichlet", "pathological"])
+def test_partitions_read_from_the_drawn_assignment_equal_flower_datasets_own(kind):
+    import datasets
+
+    from fedge.data.partition import _make_partitioner
+
+    labels = np.random.default_rng(2).integers(0, 10, 3000).astype(np.int64)
+    order = np.random.default_rng(6).permutation(len(labels))
+    own = _make_partitioner(kind, 30, 0.5, 3, 6, len(labels))
+    own.dataset = datasets.Dataset.from_dict({"label": labels[order], "index": order})
+    expected = [np.sort(np.asarray(own.load_partition(i)["index"])) for i in range(30)]
+    ours = partition(labels, 30, kind, alpha=0.5, classes_per_client=3, seed=6)
+    assert all(np.array_equal(a, b) for a, b in zip(ours, expected, strict=True))

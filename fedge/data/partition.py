@@ -105,12 +105,24 @@ def partition_of(
 
 class _LazyPartitions:
     """A flwr-datasets partitioner over a label table; each partition's indices
-    are extracted on first request and kept (they total one int per sample)."""
+    are extracted on first request and kept (they total one int per sample).
 
-    def __init__(self, partitioner: Any, num_partitions: int) -> None:
+    ``load_partition`` builds a new ``datasets.Dataset`` per call (milliseconds
+    each: seconds for a thousand clients). Dirichlet and pathological
+    partitioners hold the assignment of rows to partitions once drawn; when
+    that assignment reproduces ``load_partition`` on a partition, it is read
+    directly."""
+
+    def __init__(self, partitioner: Any, order: np.ndarray, num_partitions: int) -> None:
         self._partitioner = partitioner
+        self._order = order  # row -> sample index
         self._loaded: dict[int, np.ndarray] = {}
+        self._rows: dict[int, list[int]] | None = None
         self.num_partitions = num_partitions
+
+    def _load(self, partition_id: int) -> np.ndarray:
+        rows = self._partitioner.load_partition(partition_id)["index"]
+        return np.sort(np.asarray(rows, dtype=np.int64))
 
     def get(self, partition_id: int) -> np.ndarray:
         if not 0 <= partition_id < self.num_partitions:
@@ -119,10 +131,22 @@ class _LazyPartitions:
             )
         found = self._loaded.get(partition_id)
         if found is None:
-            rows = self._partitioner.load_partition(partition_id)["index"]
-            found = np.sort(np.asarray(rows, dtype=np.int64))
+            if self._rows is not None:
+                found = np.sort(self._order[np.asarray(self._rows[partition_id], dtype=np.int64)])
+            else:
+                found = self._load(partition_id)
+                if not self._loaded:
+                    self._adopt_assignment(partition_id, found)
             self._loaded[partition_id] = found
         return found
+
+    def _adopt_assignment(self, partition_id: int, loaded: np.ndarray) -> None:
+        rows = getattr(self._partitioner, "_partition_id_to_indices", None)
+        if not isinstance(rows, dict) or len(rows) != self.num_partitions:
+            return
+        mine = np.sort(self._order[np.asarray(rows.get(partition_id, []), dtype=np.int64)])
+        if np.array_equal(mine, loaded):
+            self._rows = rows
 
 
 @functools.lru_cache(maxsize=4)
@@ -150,7 +174,7 @@ def _partitions(
             kind, num_partitions, alpha, classes_per_client, seed, len(labels), min_size
         )
         made.dataset = table
-        parts = _LazyPartitions(made, num_partitions)
+        parts = _LazyPartitions(made, order, num_partitions)
         with warnings.catch_warnings():  # flwr-datasets warns on every resampling
             warnings.simplefilter("ignore", UserWarning)
             parts.get(0)  # the partitioner assigns all samples on its first load
