@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -55,18 +55,15 @@ class ClientSession:
     embed_seconds: float = 0.0
     _train: Embedded | None = None
     _test: Embedded | None = None
-    _models: dict[int, FedgeModel] = field(default_factory=dict)
 
     def model(self, num_classes: int) -> FedgeModel:
-        """The model for ``num_classes`` classes; each message loads the server's
-        trainable parameters into it. Kept for the session when only the head
-        is its own (the frozen backbone is shared by every session)."""
-        model = self._models.get(num_classes)
-        if model is None:
-            model = build_model(self.cfg, num_classes, self.loaded)
-            if not self.cfg.unfreeze_last:
-                self._models[num_classes] = model
-        return model
+        """A model for ``num_classes`` classes, into which each message loads the
+        server's trainable parameters. With a frozen backbone, one model per
+        process serves every client (a process runs one ClientApp call at a
+        time); unfrozen blocks make a fresh copy per message."""
+        if self.cfg.unfreeze_last:
+            return build_model(self.cfg, num_classes, self.loaded)
+        return _shared_model(self.cfg, num_classes)
 
     @property
     def uses_embeddings(self) -> bool:
@@ -112,6 +109,11 @@ class ClientSession:
     def label_map(self, server_classes: list[str]) -> np.ndarray:
         """Map local label ids to the server's class order, by class name."""
         return label_map(self.data.classes, server_classes)
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_model(cfg: FedgeConfig, num_classes: int) -> FedgeModel:
+    return build_model(cfg, num_classes, load_backbone_for(cfg))
 
 
 @functools.lru_cache(maxsize=64)
