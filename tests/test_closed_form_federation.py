@@ -6,6 +6,7 @@ import torch
 from safetensors.numpy import load_file
 
 from fedge import rundir
+from fedge.cli.display import QuietDisplay
 from fedge.closed_form import ClassStatistics, solve_head, triangle_size
 from fedge.config import FedgeConfig
 from fedge.data.federated import simulated_client
@@ -29,7 +30,7 @@ def _run(color_folder, tmp_path, **extra):
         },
     )
     cfg = FedgeConfig.from_mapping(values)
-    run = run_simulation(cfg, printer=lambda _: None)
+    run = run_simulation(cfg, display=QuietDisplay())
     return cfg, run
 
 
