@@ -26,6 +26,7 @@ from fedge.closed_form import ClassStatistics, solve_head
 from fedge.config import FedgeConfig
 from simulations import probe
 from simulations.benchkit import (
+    ACCEPTANCE_JOB,
     DEFAULT_WEIGHTS,
     machine_note,
     markdown_table,
@@ -49,18 +50,10 @@ COLUMNS = [
 
 def base_job(args: argparse.Namespace, alpha: float) -> dict[str, Any]:
     return {
-        "dataset": "image-folder",
+        **ACCEPTANCE_JOB,
         "data-path": args.data_path,
         "weights": args.weights,
-        "backbone": "mobilenet_v2",
-        "image-size": 128,
-        "num-clients": 10,
-        "partitioner": "dirichlet",
         "dirichlet-alpha": alpha,
-        "max-samples-per-client": 200,
-        "max-test-samples": 1000,
-        "local-epochs": 5,
-        "seed": 1,
         "device": "cpu",
         "cache-dir": args.cache_dir,
         "simulation-backend": "inprocess",

@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", default="/tmp/fedge-cache-scale")
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--clients", default="100,1000")
-    p.add_argument("--backends", default="ray,inprocess")
+    p.add_argument("--backends", default="ray,inprocess", help="empty: breakdown only")
     p.add_argument("--ray-num-cpus", default="1", help="num-cpus per client to try on Ray")
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--per-round", type=int, default=100)
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     before = machine_note()
     results = []
     for n in clients:
-        for backend in args.backends.split(","):
+        for backend in [b for b in args.backends.split(",") if b]:
             cpus_list = (
                 [float(c) for c in args.ray_num_cpus.split(",")] if backend == "ray" else [1]
             )
@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                 result = measure(args, n, backend, cpus)
                 print(markdown_table([result], COLUMNS).splitlines()[-1], flush=True)
                 results.append(result)
-    print("\n" + markdown_table(results, COLUMNS))
+    if results:
+        print("\n" + markdown_table(results, COLUMNS))
     parts: list[dict[str, Any]] = []
     if not args.no_breakdown:
         parts = breakdown(clients, args.per_round)

@@ -31,7 +31,14 @@ from typing import Any
 
 from fedge.config import FedgeConfig, parse_set_items
 from server.rounds import RoundReport, StopFederation
-from simulations.benchkit import DEFAULT_WEIGHTS, ROOT, machine_note, markdown_table, write_json
+from simulations.benchkit import (
+    ACCEPTANCE_JOB,
+    DEFAULT_WEIGHTS,
+    ROOT,
+    machine_note,
+    markdown_table,
+    write_json,
+)
 from simulations.memory import PeakMemory
 
 ARMS = ("baseline", "default", "inprocess")
@@ -40,19 +47,9 @@ ARMS = ("baseline", "default", "inprocess")
 def job(args: argparse.Namespace, cache_dir: str, run_dir: str) -> dict[str, Any]:
     """The core acceptance job (README / issue 2)."""
     return {
-        "dataset": "image-folder",
+        **ACCEPTANCE_JOB,
         "data-path": args.data_path,
         "weights": args.weights,
-        "backbone": "mobilenet_v2",
-        "image-size": 128,
-        "num-clients": 10,
-        "num-rounds": 10,
-        "partitioner": "dirichlet",
-        "dirichlet-alpha": 0.5,
-        "max-samples-per-client": 200,
-        "max-test-samples": 1000,
-        "local-epochs": 5,
-        "seed": 1,
         "device": "cpu",
         "cache-dir": cache_dir,
         "run-dir": run_dir,

@@ -20,6 +20,21 @@ ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT.parent / "shared" / "assets"
 DEFAULT_WEIGHTS = ASSETS / "weights" / "mobilenet_v2-imagenet-int8dequant.pth"
 
+# The core acceptance job (issue 2; README): data and weights come on top.
+ACCEPTANCE_JOB: dict[str, object] = {
+    "dataset": "image-folder",
+    "backbone": "mobilenet_v2",
+    "image-size": 128,
+    "num-clients": 10,
+    "num-rounds": 10,
+    "partitioner": "dirichlet",
+    "dirichlet-alpha": 0.5,
+    "max-samples-per-client": 200,
+    "max-test-samples": 1000,
+    "local-epochs": 5,
+    "seed": 1,
+}
+
 
 @dataclass
 class Measured:

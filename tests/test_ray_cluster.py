@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from fedge import rundir
 from fedge.config import FedgeConfig
 from simulations.runner import backend_config
 from tests.conftest import tiny_config_values
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).parent / "ray"
@@ -42,12 +42,6 @@ def test_a_named_cluster_is_joined_without_sizing_it(monkeypatch, where):
     init = backend_config(cfg)["init_args"]
     assert init["address"] == "10.0.0.5:6379"
     assert "num_cpus" not in init  # Ray refuses num_cpus when joining a cluster
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for(path: Path, text: str, process: subprocess.Popen, timeout: float) -> None:
@@ -81,7 +75,7 @@ print(json.dumps([int(j["DriverPid"]) for j in state.jobs()]))
 
 @pytest.mark.slow
 def test_simulation_runs_on_an_existing_ray_cluster(color_folder, tmp_path):
-    port = _free_port()
+    port = free_port()
     temp = Path(tempfile.mkdtemp(prefix="fr", dir="/tmp"))  # Ray's socket paths must be short
     log = temp / "head.log"
     env = {**os.environ, "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}
