@@ -11,10 +11,14 @@ fills it, taking a while: one backbone pass over the samples in use).
     python -m simulations.bench_throughput --data-path /tmp/fedge-data/cifar10-jpg \\
         --cache-dir /tmp/fedge-cache-scale
 
-Figures: ``updates/s`` = training replies / seconds of rounds 2..N (round 1
-also starts Ray's actors and opens client sessions; it is shown apart);
-``wall`` = the whole process, start-up included; memory = peak over the
-process tree (PSS: shared pages split; RSS: summed, overstates).
+Figures: ``updates/s`` = training replies / wall seconds of rounds 2..N
+(round 1 also starts Ray's actors and opens client sessions; it is shown
+apart), each round also evaluating as many clients and the global head;
+``CPU s/round`` = CPU seconds the whole process tree used per round (what a
+round costs, however busy the machine; ``updates/CPU-s`` is the throughput one
+fully available core would give); ``wall`` = the whole process, start-up
+included; memory = peak over the process tree (PSS: shared pages split; RSS:
+summed, overstates).
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ from typing import Any
 
 from simulations.benchkit import (
     DEFAULT_WEIGHTS,
+    launch_arm,
     machine_note,
     markdown_table,
-    simulate,
     write_json,
 )
 
@@ -41,7 +45,8 @@ COLUMNS = [
     "round 1 s",
     "s/round (2..N)",
     "updates/s",
-    "ms/update",
+    "CPU s/round",
+    "updates/CPU-s",
     "peak PSS MB",
     "peak RSS MB",
     "processes",
@@ -74,11 +79,13 @@ def job(args: argparse.Namespace, clients: int, backend: str, cpus: float) -> di
 
 
 def measure(args: argparse.Namespace, clients: int, backend: str, cpus: float) -> dict[str, Any]:
-    run_dir = Path(tempfile.mkdtemp(prefix=f"tput-{clients}-{backend}-"))
-    m = simulate(job(args, clients, backend, cpus), run_dir / "run")
-    rows = m.rows
+    work = Path(tempfile.mkdtemp(prefix=f"tput-{clients}-{backend}-"))
+    values = {**job(args, clients, backend, cpus), "run-dir": str(work / "run")}
+    ran = launch_arm(values, work / "rounds.json")
+    rows = ran.rows
     steady = rows[1:] or rows
-    seconds = sum(r["seconds"] for r in steady)
+    wall = steady[-1]["time"] - rows[0]["time"] if len(rows) > 1 else rows[0]["seconds"]
+    cpu = steady[-1]["cpu_seconds"] - rows[0]["cpu_seconds"] if len(rows) > 1 else 0.0
     updates = sum(r["num_clients"] for r in steady)
     label = backend if backend == "inprocess" else f"ray (num-cpus={cpus:g})"
     return {
@@ -86,17 +93,18 @@ def measure(args: argparse.Namespace, clients: int, backend: str, cpus: float) -
         "backend": label,
         "per round": rows[0]["num_sampled"],
         "rounds": len(rows),
-        "wall s": m.wall_seconds,
+        "wall s": ran.wall_seconds,
         "round 1 s": rows[0]["seconds"],
-        "s/round (2..N)": seconds / len(steady),
-        "updates/s": updates / seconds,
-        "ms/update": 1000 * seconds / updates,
-        "peak PSS MB": m.memory["peak_pss_mb"],
-        "peak RSS MB": m.memory["peak_rss_mb"],
-        "processes": m.memory["peak_processes"],
+        "s/round (2..N)": wall / len(steady),
+        "updates/s": updates / wall,
+        "CPU s/round": cpu / len(steady),
+        "updates/CPU-s": updates / cpu if cpu else None,
+        "peak PSS MB": ran.memory["peak_pss_mb"],
+        "peak RSS MB": ran.memory["peak_rss_mb"],
+        "processes": ran.memory["peak_processes"],
         "final acc": rows[-1]["accuracy"],
         "failures": sum(r["num_failures"] for r in rows),
-        "run_dir": str(m.run_dir),
+        "run_dir": values["run-dir"],
     }
 
 

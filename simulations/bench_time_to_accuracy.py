@@ -20,26 +20,19 @@ they reach the same accuracy in the same round; the ratio is the cost.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from fedge.config import FedgeConfig, parse_set_items
-from server.rounds import RoundReport, StopFederation
+from fedge.config import parse_set_items
 from simulations.benchkit import (
     ACCEPTANCE_JOB,
     DEFAULT_WEIGHTS,
-    ROOT,
+    launch_arm,
     machine_note,
     markdown_table,
     write_json,
 )
-from simulations.memory import PeakMemory
 
 ARMS = ("baseline", "default", "inprocess")
 
@@ -56,89 +49,33 @@ def job(args: argparse.Namespace, cache_dir: str, run_dir: str) -> dict[str, Any
     }
 
 
-class RoundLog:
-    """Writes (time, accuracy, bytes) of each round; stops past the last target."""
-
-    def __init__(self, path: Path, stop_at: float | None) -> None:
-        self.path = path
-        self.stop_at = stop_at
-        self.rows: list[dict[str, Any]] = []
-
-    def on_round_end(self, report: RoundReport, arrays: object) -> None:
-        acc = (report.centralized or {}).get("accuracy")
-        self.rows.append(
-            {
-                "round": report.round,
-                "time": time.time(),
-                "accuracy": acc,
-                "bytes_up": report.bytes_up,
-                "bytes_down": report.bytes_down,
-                "num_clients": report.num_clients,
-            }
-        )
-        self.path.write_text(json.dumps(self.rows))
-        if self.stop_at is not None and acc is not None and acc >= self.stop_at:
-            raise StopFederation(f"reached {acc:.3f} >= {self.stop_at}")
-
-
-def run_arm(arm: str, values: dict[str, Any], log_path: Path, stop_at: float | None) -> None:
-    """Inside the arm's own process."""
-    cfg = FedgeConfig.from_mapping(values)
-    log = RoundLog(log_path, stop_at)
-    if arm == "baseline":
-        from flwr.simulation import run_simulation as flwr_run_simulation
-
-        from simulations.baseline_app import build_baseline_client_app, build_baseline_server_app
-        from simulations.runner import absolute_paths, backend_config, quiet_simulation_logs
-
-        cfg = absolute_paths(cfg)
-        quiet_simulation_logs()
-        flwr_run_simulation(
-            server_app=build_baseline_server_app(cfg, [log]),
-            client_app=build_baseline_client_app(cfg),
-            num_supernodes=cfg.num_clients,
-            backend_config=backend_config(cfg),
-        )
-    else:
-        from simulations.runner import run_simulation
-
-        if arm == "inprocess":
-            cfg = cfg.replace({"simulation-backend": "inprocess"})
-        run_simulation(cfg, callbacks=[log])
-
-
 def launch(args: argparse.Namespace, arm: str, work: Path) -> dict[str, Any]:
     cache = work / f"cache-{arm}"  # empty: the default path's embedding pass counts
     values = {**job(args, str(cache), str(work / f"run-{arm}")), **parse_set_items(args.set)}
     if arm == "baseline":
         values["num-rounds"] = args.baseline_rounds
-    log_path = work / f"rounds-{arm}.json"
-    stop = max(args.targets) if arm == "baseline" else None
-    cmd = [sys.executable, "-m", "simulations.bench_time_to_accuracy", "--arm", arm]
-    cmd += ["--values", json.dumps(values), "--log", str(log_path)]
-    cmd += ["--stop-at", str(stop)] if stop is not None else []
-    env = {**os.environ, "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}
-    start = time.time()
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    if arm == "inprocess":
+        values["simulation-backend"] = "inprocess"
+    ran = launch_arm(
+        values,
+        work / f"rounds-{arm}.json",
+        kind="baseline" if arm == "baseline" else "fedge",
+        stop_at=max(args.targets) if arm == "baseline" else None,
+        timeout=args.timeout,
     )
-    with PeakMemory(proc.pid, interval=0.5) as peak:
-        output, _ = proc.communicate(timeout=args.timeout)
-    wall = time.time() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"arm {arm} failed:\n{output[-4000:]}")
-    rows = json.loads(log_path.read_text())
-    result: dict[str, Any] = {"arm": arm, "rounds": len(rows), "wall s": wall}
+    rows = ran.rows
+    result: dict[str, Any] = {"arm": arm, "rounds": len(rows), "wall s": ran.wall_seconds}
     for target in args.targets:
         hit = [r for r in rows if r["accuracy"] is not None and r["accuracy"] >= target]
-        result[f"s to {target:g}"] = hit[0]["time"] - start if hit else None
+        result[f"s to {target:g}"] = hit[0]["time"] - ran.started if hit else None
         result[f"round to {target:g}"] = hit[0]["round"] if hit else None
     clients = sum(r["num_clients"] for r in rows)
     result["final acc"] = rows[-1]["accuracy"]
     result["up KB/client/round"] = sum(r["bytes_up"] for r in rows) / max(1, clients) / 1000
-    result["peak PSS MB"] = peak.to_json()["peak_pss_mb"]
+    result["CPU s"] = rows[-1]["cpu_seconds"]
+    result["peak PSS MB"] = ran.memory["peak_pss_mb"]
     result["accuracy_by_round"] = [r["accuracy"] for r in rows]
-    result["seconds_by_round"] = [r["time"] - start for r in rows]
+    result["seconds_by_round"] = [r["time"] - ran.started for r in rows]
     return result
 
 
@@ -152,15 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=7200)
     p.add_argument("--set", nargs="*", default=[], help="override job keys (KEY=VALUE)")
     p.add_argument("--out", default="runs/bench/time_to_accuracy.json")
-    # inside an arm's process:
-    p.add_argument("--arm", choices=ARMS, help=argparse.SUPPRESS)
-    p.add_argument("--values", help=argparse.SUPPRESS)
-    p.add_argument("--log", help=argparse.SUPPRESS)
-    p.add_argument("--stop-at", type=float, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.arm:
-        run_arm(args.arm, json.loads(args.values), Path(args.log), args.stop_at)
-        return 0
     args.targets = [float(t) for t in args.targets.split(",")]
     work = Path(tempfile.mkdtemp(prefix="tta-"))
     before = machine_note()
@@ -169,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(launch(args, arm, work))
         print(f"{arm}: {results[-1]}", flush=True)
     columns = ["arm", "rounds", *[f"s to {t:g}" for t in args.targets], "final acc"]
-    columns += ["up KB/client/round", "wall s", "peak PSS MB"]
+    columns += ["up KB/client/round", "wall s", "CPU s", "peak PSS MB"]
     print("\n" + markdown_table(results, columns))
     by_arm = {r["arm"]: r for r in results}
     ratios = []

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fedge import rundir
-from simulations.memory import PeakMemory
+from simulations.proctree import PeakMemory
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT.parent / "shared" / "assets"
@@ -71,6 +71,45 @@ def simulate(values: Mapping[str, object], run_dir: Path, timeout: float = 3600)
     if proc.returncode != 0:
         raise RuntimeError(f"fedge simulate failed ({proc.returncode}):\n{output[-4000:]}")
     return Measured(run_dir, wall, peak.to_json(), output)
+
+
+@dataclass
+class Arm:
+    """A finished :mod:`simulations.bench_arm` process: its rounds (times are
+    absolute; ``started`` is when the process was launched) and figures."""
+
+    rows: list[dict[str, Any]]
+    started: float
+    wall_seconds: float
+    memory: dict[str, float]
+    output: str
+
+
+def launch_arm(
+    values: Mapping[str, object],
+    log_path: Path,
+    *,
+    kind: str = "fedge",
+    stop_at: float | None = None,
+    timeout: float = 7200,
+) -> Arm:
+    """Run one federation in a fresh process, timed from its launch (start-up
+    included), with the peak memory of its process tree."""
+    cmd = [sys.executable, "-m", "simulations.bench_arm", "--kind", kind]
+    cmd += ["--values", json.dumps(dict(values), default=str), "--log", str(log_path)]
+    cmd += ["--stop-at", str(stop_at)] if stop_at is not None else []
+    env = {**os.environ, "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}
+    started = time.time()
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    with PeakMemory(proc.pid, interval=0.5) as peak:
+        output, _ = proc.communicate(timeout=timeout)
+    wall = time.time() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark arm failed ({proc.returncode}):\n{output[-4000:]}")
+    rows = json.loads(log_path.read_text())
+    return Arm(rows, started, wall, peak.to_json(), output)
 
 
 def load_average() -> tuple[float, float, float]:

@@ -1,10 +1,13 @@
-"""Peak memory of a process and all its descendants (Ray's GCS, raylet and
-workers included), sampled from Linux's /proc while it runs.
+"""Memory and CPU time of a process and all its descendants (Ray's GCS,
+raylet and workers included), read from Linux's /proc.
 
-Two figures per sample, summed over the process tree: RSS (resident pages;
-pages shared between processes, such as memory-mapped embedding shards and
-libraries, count once per process, so the sum overstates) and PSS (each
+Memory, sampled while the tree runs, summed over its processes: RSS (resident
+pages; pages shared between processes, such as memory-mapped embedding shards
+and libraries, count once per process, so the sum overstates) and PSS (each
 shared page divided among the processes that map it: the honest total).
+
+CPU seconds (user + system) of the tree tell what a run costs independently
+of how busy the machine is: on a shared machine, wall time measures the load.
 """
 
 from __future__ import annotations
@@ -57,6 +60,25 @@ def _rollup_kib(pid: int) -> tuple[int, int]:
         elif line.startswith("Pss:"):
             pss = int(line.split()[1])
     return rss, pss
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks(pid: int) -> int:
+    """User + system time of ``pid`` and of its children it has waited for."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+
+
+def tree_cpu_seconds(root: int | None = None) -> float:
+    """CPU seconds used so far by ``root`` (default: this process) and its
+    live descendants (and the descendants they have reaped)."""
+    return sum(_cpu_ticks(p) for p in process_tree(root or os.getpid())) / _TICKS
 
 
 @dataclass
