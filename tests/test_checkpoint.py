@@ -90,6 +90,22 @@ def test_every_strategy_checkpoints_after_aggregating(name, tmp_path, flower_tas
     np.testing.assert_array_equal(a["head.weight"].numpy(), b["head.weight"].numpy())
 
 
+def test_a_closed_form_init_resumes_into_its_strategy(tmp_path, flower_task):
+    cfg = _cfg(tmp_path, strategy="fedavgm", init="closed-form")
+    live = build_strategy(cfg)
+    head, _ = live.aggregate_train(1, [_reply(float(v), "closed-form") for v in range(1, 4)])
+    # as configure_train of round 2 records it (the replies below carry the weight only)
+    live.then.current_arrays = ArrayRecord({"head.weight": head["head.weight"]})
+    checkpoint.save(tmp_path, _ckpt(cfg, 1, live))
+    restored = build_strategy(cfg)
+    checkpoint.restore_strategy(restored, checkpoint.load(tmp_path))
+    np.testing.assert_array_equal(restored.init.total.gram, live.init.total.gram)
+    replies = [_reply(float(v)) for v in range(2, 5)]
+    a, _ = live.aggregate_train(2, replies)
+    b, _ = restored.aggregate_train(2, replies)
+    np.testing.assert_array_equal(a["head.weight"].numpy(), b["head.weight"].numpy())
+
+
 def test_random_generators_continue_where_they_were(tmp_path):
     cfg = _cfg(tmp_path)
     random.seed(1), np.random.seed(1), torch.manual_seed(1)
