@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alphas", default="0.1,1.0")
     p.add_argument("--rounds", type=int, default=20, help="FedAvg rounds")
     p.add_argument("--init-rounds", type=int, default=5, help="rounds after a closed-form init")
+    names = [name for name, _ in methods(0, 0)]
+    p.add_argument("--methods", default=",".join(names), help=f"some of: {', '.join(names)}")
     p.add_argument("--out", default="runs/bench/closed_form.json")
     args = p.parse_args(argv)
     before = machine_note()
@@ -129,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         values = base_job(args, alpha)
         refs[alpha] = references(values)
         print(f"alpha={alpha:g}: centralized references {refs[alpha]}", flush=True)
+        chosen = args.methods.split(",")
         for name, extra in methods(args.rounds, args.init_rounds):
+            if name not in chosen:
+                continue
             run_dir = Path(tempfile.mkdtemp(prefix=f"cf-{alpha:g}-")) / "run"
             m = simulate({**values, **extra}, run_dir)
             row = summarize(alpha, name, m, refs[alpha]["probe"], values["num-clients"])
