@@ -9,6 +9,8 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from client.numpy_head import HEAD_KEYS, check_head_arrays
+from client.numpy_trainer import train_head_numpy
 from client.session import ClientSession, open_session
 from client.statistics import handle_statistics, wants_statistics
 from client.trainer import TrainSettings, evaluate_head, train_end_to_end, train_head
@@ -66,14 +68,23 @@ def handle_train(msg: Message, context: Context, cfg: FedgeConfig) -> Message:
     if session.uses_embeddings:
         train = session.train_embeddings()
         skipped += train.skipped
-        result = train_head(
-            model.head,
-            train.x,
-            label_map[train.y],
-            settings,
-            order_seed=order_seed,
-            device=session.device,
-        )
+        if session.device.type == "cpu" and cfg.head in HEAD_KEYS:
+            # The numpy trainer makes the same updates (tests/test_numpy_trainer.py)
+            # without PyTorch's per-step overhead, which dominates on a small head.
+            params = check_head_arrays(cfg.head, trainable_state(model))
+            result = train_head_numpy(
+                cfg.head, params, train.x, label_map[train.y], settings, order_seed=order_seed
+            )
+            load_trainable_state(model, params)
+        else:
+            result = train_head(
+                model.head,
+                train.x,
+                label_map[train.y],
+                settings,
+                order_seed=order_seed,
+                device=session.device,
+            )
     else:
         data = session.data.train
         result = train_end_to_end(
