@@ -54,23 +54,32 @@ class Measured:
         return rundir.read_summary(self.run_dir)
 
 
-def simulate(values: Mapping[str, object], run_dir: Path, timeout: float = 3600) -> Measured:
-    """Run `fedge simulate --set ...` in a new process; wall time and the peak
-    memory of its whole process tree (Ray's processes included)."""
-    sets = [f"{k}={v}" for k, v in values.items()]
-    cmd = [sys.executable, "-m", "fedge.cli.main", "simulate", "--set", *sets]
-    cmd += ["--run-dir", str(run_dir)]
+def _measured_process(
+    cmd: list[str], timeout: float, what: str
+) -> tuple[str, float, float, dict[str, float]]:
+    """Run ``cmd`` from the repository root; its output, launch time, wall
+    seconds and the peak memory of its process tree (Ray's processes included)."""
     env = {**os.environ, "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}
-    start = time.perf_counter()
+    started = time.time()
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     with PeakMemory(proc.pid, interval=0.5) as peak:
         output, _ = proc.communicate(timeout=timeout)
-    wall = time.perf_counter() - start
+    wall = time.time() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"fedge simulate failed ({proc.returncode}):\n{output[-4000:]}")
-    return Measured(run_dir, wall, peak.to_json(), output)
+        raise RuntimeError(f"{what} failed ({proc.returncode}):\n{output[-4000:]}")
+    return output, started, wall, peak.to_json()
+
+
+def simulate(values: Mapping[str, object], run_dir: Path, timeout: float = 3600) -> Measured:
+    """Run `fedge simulate --set ...` in a new process; wall time and the peak
+    memory of its whole process tree."""
+    sets = [f"{k}={v}" for k, v in values.items()]
+    cmd = [sys.executable, "-m", "fedge.cli.main", "simulate", "--set", *sets]
+    cmd += ["--run-dir", str(run_dir)]
+    output, _, wall, memory = _measured_process(cmd, timeout, "fedge simulate")
+    return Measured(run_dir, wall, memory, output)
 
 
 @dataclass
@@ -98,18 +107,9 @@ def launch_arm(
     cmd = [sys.executable, "-m", "simulations.bench_arm", "--kind", kind]
     cmd += ["--values", json.dumps(dict(values), default=str), "--log", str(log_path)]
     cmd += ["--stop-at", str(stop_at)] if stop_at is not None else []
-    env = {**os.environ, "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0"}
-    started = time.time()
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
-    with PeakMemory(proc.pid, interval=0.5) as peak:
-        output, _ = proc.communicate(timeout=timeout)
-    wall = time.time() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark arm failed ({proc.returncode}):\n{output[-4000:]}")
+    output, started, wall, memory = _measured_process(cmd, timeout, "benchmark arm")
     rows = json.loads(log_path.read_text())
-    return Arm(rows, started, wall, peak.to_json(), output)
+    return Arm(rows, started, wall, memory, output)
 
 
 def load_average() -> tuple[float, float, float]:
