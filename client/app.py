@@ -12,7 +12,10 @@ from flwr.clientapp import ClientApp
 from client.attacks import flip_labels, is_attacker, poison_update
 from client.dp import DpSgd, train_head_local_dp
 from client.mods import train_mod
+from client.numpy_head import HEAD_KEYS, check_head_arrays
+from client.numpy_trainer import train_head_numpy
 from client.session import PARTITION_ID, ClientSession, open_session
+from client.statistics import handle_statistics, wants_statistics
 from client.trainer import TrainSettings, evaluate_head, train_end_to_end, train_head
 from fedge.config import FedgeConfig, from_run_config
 from fedge.models.fingerprint import check_fingerprint
@@ -54,7 +57,13 @@ def _prepare(content: RecordDict, context: Context, cfg: FedgeConfig) -> Prepare
         str(config[FINGERPRINT]), session.loaded.fingerprint, session.loaded.describe()
     )
     server_classes = [str(c) for c in config[CLASS_NAMES]]  # type: ignore[union-attr]
-    model = build_model(cfg, len(server_classes), session.loaded)
+    # One shared model per process serves every client, except under local DP:
+    # Opacus attaches its per-sample gradient hooks to the head it trains.
+    model = (
+        build_model(cfg, len(server_classes), session.loaded)
+        if cfg.dp == "local"
+        else session.model(len(server_classes))
+    )
     load_trainable_state(model, from_record(content[ARRAYS]))
     return Prepared(session, model, config, session.label_map(server_classes), len(server_classes))
 
@@ -70,6 +79,7 @@ def train_reply(content: RecordDict, context: Context, cfg: FedgeConfig) -> Reco
     start = time.perf_counter()
     p = _prepare(content, context, cfg)
     session, model, config, label_map = p.session, p.model, p.config, p.label_map
+    session.require_training_data()
     received = from_record(content[ARRAYS])
     server_round = int(config.get("server-round", 0))  # type: ignore[arg-type]
     settings = TrainSettings.from_config(cfg, float(config.get("proximal-mu", 0.0)))  # type: ignore[arg-type]
@@ -93,6 +103,14 @@ def train_reply(content: RecordDict, context: Context, cfg: FedgeConfig) -> Reco
                 state=context.state,
                 device=session.device,
             )
+        elif session.device.type == "cpu" and cfg.head in HEAD_KEYS:
+            # The numpy trainer makes the same updates (tests/test_numpy_trainer.py)
+            # without PyTorch's per-step overhead, which dominates on a small head.
+            params = check_head_arrays(cfg.head, trainable_state(model))
+            result = train_head_numpy(
+                cfg.head, params, train.x, labels, settings, order_seed=order_seed
+            )
+            load_trainable_state(model, params)
         else:
             result = train_head(
                 model.head, train.x, labels, settings, order_seed=order_seed, device=session.device
@@ -155,6 +173,8 @@ def build_client_app(cfg: FedgeConfig | None = None) -> ClientApp:
 
     @client_app.train(mods=[train_mod])
     def train(msg: Message, context: Context) -> Message:
+        if wants_statistics(msg):
+            return handle_statistics(msg, context, config_of(context))
         return handle_train(msg, context, config_of(context))
 
     @client_app.evaluate()

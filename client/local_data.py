@@ -24,6 +24,10 @@ class ClassMismatch(FedgeError, ValueError):
     """The client's classes cannot be mapped onto the server's."""
 
 
+class EmptyPartition(FedgeError, ValueError):
+    """A client without training samples (it cannot train or send statistics)."""
+
+
 @dataclass
 class Embedded:
     """Usable embeddings of a subset (unreadable images dropped) and their labels."""

@@ -20,6 +20,7 @@ from client.local_data import (
     PARTITION_ID,
     ClassMismatch,
     Embedded,
+    EmptyPartition,
     client_data,
     label_map,
     usable_embeddings,
@@ -30,7 +31,7 @@ from fedge.device import resolve_device
 from fedge.embeddings.cache import embed_subset
 from fedge.embeddings.extract import compute_embeddings
 from fedge.models.backbones import Backbone
-from fedge.models.model import LoadedBackbone, load_backbone_for
+from fedge.models.model import FedgeModel, LoadedBackbone, build_model, load_backbone_for
 
 __all__ = [
     "DATA_PATH",
@@ -39,6 +40,7 @@ __all__ = [
     "ClassMismatch",
     "ClientSession",
     "Embedded",
+    "EmptyPartition",
     "open_session",
 ]
 
@@ -53,6 +55,15 @@ class ClientSession:
     embed_seconds: float = 0.0
     _train: Embedded | None = None
     _test: Embedded | None = None
+
+    def model(self, num_classes: int) -> FedgeModel:
+        """A model for ``num_classes`` classes, into which each message loads the
+        server's trainable parameters. With a frozen backbone, one model per
+        process serves every client (a process runs one ClientApp call at a
+        time); unfrozen blocks make a fresh copy per message."""
+        if self.cfg.unfreeze_last:
+            return build_model(self.cfg, num_classes, self.loaded)
+        return _shared_model(self.cfg, num_classes)
 
     @property
     def uses_embeddings(self) -> bool:
@@ -74,6 +85,14 @@ class ClientSession:
         self.embed_seconds += time.perf_counter() - start
         return usable_embeddings(z, subset.labels)
 
+    def require_training_data(self) -> None:
+        if len(self.data.train) == 0:
+            raise EmptyPartition(
+                f"client {self.client_id} has no training samples. In a simulation, a "
+                "small dirichlet-alpha with many clients leaves some partitions empty; "
+                "raise dirichlet-alpha or lower num-clients to avoid it."
+            )
+
     def train_embeddings(self) -> Embedded:
         if self._train is None:
             self._train = self._embed(self.data.train)
@@ -90,6 +109,11 @@ class ClientSession:
     def label_map(self, server_classes: list[str]) -> np.ndarray:
         """Map local label ids to the server's class order, by class name."""
         return label_map(self.data.classes, server_classes)
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_model(cfg: FedgeConfig, num_classes: int) -> FedgeModel:
+    return build_model(cfg, num_classes, load_backbone_for(cfg))
 
 
 @functools.lru_cache(maxsize=64)

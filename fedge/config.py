@@ -42,6 +42,7 @@ STRATEGIES = (
     "fedtrimmedavg",
     "krum",
     "bulyan",
+    "closed-form",
 )
 # Strategies that need every client's own update (no secure aggregation, no central DP).
 ROBUST_STRATEGIES = ("fedmedian", "fedtrimmedavg", "krum", "bulyan")
@@ -49,6 +50,10 @@ ROBUST_STRATEGIES = ("fedmedian", "fedtrimmedavg", "krum", "bulyan")
 CENTRAL_DP_STRATEGIES = ("fedavg", "fedprox")
 DP_MODES = ("none", "central", "local")
 ATTACKS = ("none", "sign-flip", "scale", "noise", "label-flip")
+INITS = ("random", "closed-form")
+CLOSED_FORM_SOLVERS = ("lda", "ridge")
+CLOSED_FORM_GRAMS = ("triangle", "factor")
+SIMULATION_BACKENDS = ("ray", "inprocess")
 OPTIMIZERS = ("sgd", "adam")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 EMBEDDING_CACHES = ("disk", "memory", "off")
@@ -200,8 +205,40 @@ class FedgeConfig:
     )
     strategy: str = _option(
         "fedavg",
-        "Flower aggregation strategy.",
+        "Aggregation strategy: Flower's own, or `closed-form` (the linear head solved "
+        "exactly from the clients' summed embedding statistics, in one round).",
         choices=STRATEGIES,
+        group="federation",
+    )
+    init: str = _option(
+        "random",
+        "Initial head: `random`, or `closed-form` (round 1 collects statistics and "
+        "solves the head; the strategy's rounds continue from it).",
+        choices=INITS,
+        group="federation",
+    )
+    closed_form_solver: str = _option(
+        "lda",
+        "Closed-form head: `lda` (shared-covariance discriminant) or `ridge` "
+        "(ridge regression on one-hot labels).",
+        choices=CLOSED_FORM_SOLVERS,
+        group="federation",
+    )
+    closed_form_shrinkage: float = _option(
+        0.1,
+        "Closed-form regularization: the (co)variance is shrunk this far toward a "
+        "multiple of the identity (0 = none, 1 = identity only).",
+        minimum=0.0,
+        maximum=1.0,
+        group="federation",
+    )
+    closed_form_gram: str = _option(
+        "triangle",
+        "How a client sends its Gram matrix X^T X: `triangle` (upper triangle, "
+        "d(d+1)/2 floats, summable so secure aggregation applies) or `factor` "
+        "(an exact factor F with F F^T = X^T X, d x min(n, d) floats: smaller when a "
+        "client has fewer samples than d/2, but not summable).",
+        choices=CLOSED_FORM_GRAMS,
         group="federation",
     )
     proximal_mu: float = _option(
@@ -267,6 +304,20 @@ class FedgeConfig:
         0.0,
         "GPU fraction per simulated client (simulation backend).",
         minimum=0.0,
+        group="runtime",
+    )
+    simulation_backend: str = _option(
+        "ray",
+        "How `fedge simulate` runs the ClientApps: `ray` (Flower's simulation engine) "
+        "or `inprocess` (fedge's in-process Grid: same ServerApp, strategies and "
+        "ClientApp, no Ray; far less per-update overhead).",
+        choices=SIMULATION_BACKENDS,
+        group="runtime",
+    )
+    ray_address: str = _option(
+        "",
+        "Ray cluster to run the simulation on (`auto`, `HOST:PORT` or `ray://HOST:PORT`); "
+        "empty: $RAY_ADDRESS when set, else a local Ray started for the run.",
         group="runtime",
     )
     embedding_cache: str = _option(
@@ -446,6 +497,15 @@ class FedgeConfig:
             )
         _check_combinations(self)
 
+        if "closed-form" in (self.strategy, self.init) and (
+            self.head != "linear" or self.unfreeze_last
+        ):
+            raise ConfigError(
+                "strategy=closed-form and init=closed-form solve a linear head on frozen "
+                f"embeddings; got head={self.head!r} unfreeze-last={self.unfreeze_last}. "
+                "Use head=linear and unfreeze-last=0."
+            )
+
     @property
     def class_name_list(self) -> list[str]:
         """``class-names`` split at commas (empty when unset)."""
@@ -479,6 +539,15 @@ class FedgeConfig:
 def _check_combinations(cfg: FedgeConfig) -> None:
     """Combinations of privacy and robustness keys that cannot work, and why."""
     m = cfg.clients_per_round
+    if "closed-form" in (cfg.strategy, cfg.init) and (
+        cfg.dp != "none" or cfg.secure_aggregation or cfg.malicious_fraction > 0
+    ):
+        raise ConfigError(
+            "strategy=closed-form and init=closed-form collect each client's class sums "
+            "and Gram matrix in the clear: they have no differential privacy, secure "
+            "aggregation or attack simulation. Use dp=none, secure-aggregation=false and "
+            "malicious-fraction=0, or init=random with another strategy."
+        )
     if cfg.dp == "central" and cfg.strategy not in CENTRAL_DP_STRATEGIES:
         raise ConfigError(
             f"dp=central does not combine with strategy={cfg.strategy}: the noise is "

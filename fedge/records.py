@@ -25,6 +25,10 @@ LEGACY_CONFIG = "fedge-config-json"
 ARRAY_KEYS = "array-keys"
 # Marks a client's refusal to train because its privacy budget is spent.
 BUDGET_EXHAUSTED = "privacy budget exhausted"
+# Closed-form head: the config key asking for statistics (its value: the Gram
+# form) and the reply record holding them (see fedge.closed_form).
+STATISTICS = "statistics"
+STATISTICS_ORIGIN = "statistics-origin"  # ArrayRecord: the point statistics are taken about
 
 
 def to_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:

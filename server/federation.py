@@ -36,6 +36,7 @@ from server import checkpoint
 from server.artifacts import BackboneArtifacts
 from server.availability import BoundedGrid
 from server.checkpoint import Checkpoint, Checkpointer
+from server.closed_form import set_statistics_origin
 from server.delivery import BackboneDelivery
 from server.evaluation import CentralEvaluator
 from server.reporting import ConsoleReporter, RunDirRecorder
@@ -156,6 +157,9 @@ def run_server(
         bounded, cfg, cfg.round_timeout, cfg.min_clients, prepare=deliver, dtypes=dtypes
     )
     strategy = training.strategy
+    if evaluator is not None and len(evaluator.x):
+        # closed-form statistics about the held-out mean: precise floats
+        set_statistics_origin(strategy, evaluator.x.mean(0))
     start, first_round = continue_run(setup, strategy, recorder, initial)
     checkpointer = Checkpointer(
         setup.run_dir,
@@ -169,6 +173,8 @@ def run_server(
     callbacks += extra_callbacks
     if printer is not None:
         callbacks.append(ConsoleReporter(cfg.num_rounds, printer))
+    if hasattr(strategy, "on_round_end"):  # a strategy that may end the run itself
+        callbacks.append(strategy)  # type: ignore[arg-type]
 
     config = ConfigRecord({FINGERPRINT: setup.loaded.fingerprint, CLASS_NAMES: setup.classes})
 

@@ -21,6 +21,7 @@ from flwr.serverapp.strategy import (
 
 from fedge.config import FedgeConfig
 from fedge.metrics import summarize_confusion
+from server.closed_form import ClosedFormHead, InitThen
 
 NUM_EXAMPLES = "num-examples"
 # Train metrics that add up (or take the slowest client) instead of averaging.
@@ -76,7 +77,15 @@ def aggregate_evaluate_metrics(records: list[RecordDict], weighted_by_key: str) 
 
 
 def build_strategy(cfg: FedgeConfig) -> Strategy:
-    """The Flower strategy ``cfg.strategy`` names, with sampling and aggregation set."""
+    """The strategy ``cfg.strategy`` names, with sampling and aggregation set;
+    with ``init = closed-form`` its rounds follow one closed-form round."""
+    strategy = _named_strategy(cfg, cfg.strategy)
+    if cfg.init == "closed-form" and cfg.strategy != "closed-form":
+        return InitThen(_named_strategy(cfg, "closed-form"), strategy)
+    return strategy
+
+
+def _named_strategy(cfg: FedgeConfig, name: str) -> Strategy:
     common: dict[str, Any] = {
         "fraction_train": cfg.fraction_train,
         "fraction_evaluate": cfg.fraction_evaluate,
@@ -89,7 +98,13 @@ def build_strategy(cfg: FedgeConfig) -> Strategy:
     }
     lr = {"server_learning_rate": cfg.server_lr} if cfg.server_lr else {}
     eta = {"eta": cfg.server_lr} if cfg.server_lr else {}
-    name = cfg.strategy
+    if name == "closed-form":
+        return ClosedFormHead(
+            **common,
+            solver=cfg.closed_form_solver,
+            shrinkage=cfg.closed_form_shrinkage,
+            gram=cfg.closed_form_gram,
+        )
     if name == "fedavg":
         return FedAvg(**common)
     if name == "fedprox":

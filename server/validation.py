@@ -2,7 +2,8 @@
 
 An update must have the global head's keys, shapes and dtypes, finite
 values, a positive finite weight, the same metric keys as the other replies,
-and (when a limit is set) an L2 norm of ``new - global`` within it. A reply
+and (when a limit is set) an L2 norm of ``new - global`` within it; a
+closed-form reply carries embedding statistics instead, which must be finite. A reply
 that fails is set aside with its node id and the reason, and the round goes
 on with the rest; without this, one malformed reply makes Flower's strategies
 skip the whole round, and one non-finite or huge update spoils FedAvg.
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from flwr.app import ArrayRecord, Message, RecordDict
 
-from fedge.records import NUM_EXAMPLES
+from fedge.records import NUM_EXAMPLES, STATISTICS
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,22 @@ class UpdateRules:
     dtypes: Mapping[str, str] | None = None
 
 
+def _statistics_problem(statistics: ArrayRecord) -> str | None:
+    """A closed-form reply: finite arrays (their shapes are the strategy's to check)."""
+    for key, array in statistics.items():
+        try:
+            value = array.numpy()
+        except Exception as e:  # bytes that are not the array they claim to be
+            return f"statistics '{key}' cannot be decoded as an array ({type(e).__name__}: {e})"
+        if not np.isfinite(value).all():
+            return f"statistics '{key}' has non-finite values (NaN or inf)"
+    return None
+
+
 def _arrays_problem(content: RecordDict, reference: ArrayRecord, rules: UpdateRules) -> str | None:
     records = content.array_records
+    if len(records) == 1 and STATISTICS in records:
+        return _statistics_problem(records[STATISTICS])
     if len(records) != 1:
         return f"expected one ArrayRecord with the head, got {len(records)} ({sorted(records)})"
     arrays = next(iter(records.values()))

@@ -21,20 +21,7 @@ import time
 from pathlib import Path
 
 from fedge import rundir
-
-ACCEPTANCE_JOB = {
-    "dataset": "image-folder",
-    "backbone": "mobilenet_v2",
-    "image-size": 128,
-    "num-clients": 10,
-    "num-rounds": 10,
-    "partitioner": "dirichlet",
-    "dirichlet-alpha": 0.5,
-    "max-samples-per-client": 200,
-    "max-test-samples": 1000,
-    "local-epochs": 5,
-    "seed": 1,
-}
+from simulations.benchkit import ACCEPTANCE_JOB
 
 
 def run_mode(mode: str, overrides: dict[str, str], out: Path) -> dict[str, object]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,10 +107,16 @@ def _no_progress(_: str, __: int) -> AbstractContextManager[Callable[[int], None
     return nullcontext(lambda n: None)
 
 
+PASS_CHUNK = 4096  # samples per disk shard of the shared embedding pass
+
+
 def precompute_embeddings(cfg: FedgeConfig, progress: ProgressFactory = _no_progress) -> int:
     """One embedding pass over every sample any PyTorch client or the server will use,
     written to the disk cache that all simulated clients read. Returns the
-    number of images that went through the backbone."""
+    number of images that went through the backbone.
+
+    The pass goes in chunks, each saved as its own shard: memory stays
+    bounded by a chunk, and an interrupted pass resumes where it stopped."""
     loaded = load_backbone_for(cfg)
     splits = dataset_splits(cfg)
     torch_clients = [
@@ -124,13 +130,18 @@ def precompute_embeddings(cfg: FedgeConfig, progress: ProgressFactory = _no_prog
             + [np.concatenate([c.train.indices, c.test.indices]) for c in torch_clients]
         )
     )
-    subsets = [Subset(splits.train, used), server_test(cfg)[1]]
-    todo = sum(missing_count(cfg, loaded, s) for s in subsets)
+    train_chunks = [
+        Subset(splits.train, used[i : i + PASS_CHUNK]) for i in range(0, len(used), PASS_CHUNK)
+    ]
+    subsets = [*train_chunks, server_test(cfg)[1]]
+    missing = [missing_count(cfg, loaded, s) for s in subsets]
+    todo = sum(missing)
     if todo:
         device = resolve_device(cfg.device)
         with progress("embedding pass", todo) as advance:
-            for subset in subsets:
-                embed_subset(cfg, loaded, subset, device, on_progress=advance)
+            for subset, n in zip(subsets, missing, strict=True):
+                if n:
+                    embed_subset(cfg, loaded, subset, device, on_progress=advance)
     return todo
 
 
@@ -170,21 +181,42 @@ def quiet_simulation_logs() -> None:
     os.environ.setdefault("FLWR_LOG_LEVEL", "ERROR")
 
 
+def ray_address(cfg: FedgeConfig) -> str:
+    """The Ray cluster to join: ``ray-address``, else $RAY_ADDRESS; empty = local."""
+    return cfg.ray_address or os.environ.get("RAY_ADDRESS", "")
+
+
 def backend_config(cfg: FedgeConfig) -> dict[str, Any]:
+    """Flower's Ray backend settings: client resources, and either a local Ray
+    sized to this machine or the address of an existing cluster (whose size
+    Ray knows; then no CPU count may be given)."""
+    address = ray_address(cfg)
+    init_args: dict[str, Any] = {"include_dashboard": False}
+    if address:
+        init_args["address"] = address
+    else:
+        init_args["num_cpus"] = os.cpu_count() or 1
     return {
         "client_resources": {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus},
-        "init_args": {"num_cpus": os.cpu_count() or 1, "include_dashboard": False},
+        "init_args": init_args,
     }
 
 
-def run_simulation(cfg: FedgeConfig, *, display: SimulationDisplay | None = None) -> Path:
-    """Run ``cfg`` as a simulation; return its run directory."""
+def run_simulation(
+    cfg: FedgeConfig,
+    *,
+    display: SimulationDisplay | None = None,
+    callbacks: Sequence[RoundCallback] = (),
+) -> Path:
+    """Run ``cfg`` as a simulation; return its run directory. ``callbacks``
+    see every round's report too (the ServerApp runs in this process)."""
     from flwr.simulation import run_simulation as flwr_run_simulation
 
     from client.dispatch import build_dispatching_app
     from export.after_run import export_outcome, require_export_dependencies
     from server.app import build_server_app
     from server.tracking import require_tensorboard
+    from simulations.inprocess import run_inprocess_simulation
 
     display = display or PlainDisplay()
     if cfg.tensorboard:
@@ -205,15 +237,24 @@ def run_simulation(cfg: FedgeConfig, *, display: SimulationDisplay | None = None
         display.print(prepare_edge_backbone(cfg))
     quiet_simulation_logs()
     server_app = build_server_app(
-        cfg, printer=None, callbacks=display.round_callbacks(cfg.num_rounds)
+        cfg, printer=None, callbacks=[*display.round_callbacks(cfg.num_rounds), *callbacks]
     )
     with display.running(cfg.num_rounds):
-        flwr_run_simulation(
-            server_app=server_app,
-            client_app=build_dispatching_app(cfg),
-            num_supernodes=cfg.num_clients,
-            backend_config=backend_config(cfg),
-        )
+        if cfg.simulation_backend == "inprocess":
+            run_inprocess_simulation(
+                server_app,
+                build_dispatching_app(cfg),
+                cfg.num_clients,
+                cfg.to_run_config(),
+                seed=cfg.seed,
+            )
+        else:
+            flwr_run_simulation(
+                server_app=server_app,
+                client_app=build_dispatching_app(cfg),
+                num_supernodes=cfg.num_clients,
+                backend_config=backend_config(cfg),
+            )
     if cfg.export:  # the ServerApp exported after the last round; show how it went
         for line in export_outcome(run_path):
             display.print(line)

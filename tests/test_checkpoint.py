@@ -10,7 +10,9 @@ import torch
 from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 
 from fedge import rundir
+from fedge.closed_form import ClassStatistics, pack
 from fedge.config import STRATEGIES, ConfigError, FedgeConfig
+from fedge.records import STATISTICS, to_record
 from server import checkpoint
 from server.checkpoint import Checkpoint, ResumeError
 from server.strategies import build_strategy
@@ -34,13 +36,17 @@ def _ckpt(cfg: FedgeConfig, rnd: int, strategy=None) -> Checkpoint:
     )
 
 
-def _reply(value: float) -> Message:
-    content = RecordDict(
-        {
-            "arrays": ArrayRecord({"head.weight": Array(np.full((3, 4), value, np.float32))}),
-            "metrics": MetricRecord({"num-examples": 10, "train-loss": 1.0}),
-        }
-    )
+def _reply(value: float, strategy: str = "fedavg") -> Message:
+    """A client's train reply: a head, or (closed-form) its embedding statistics."""
+    metrics = MetricRecord({"num-examples": 10, "train-loss": 1.0})
+    if strategy == "closed-form":
+        rng = np.random.default_rng(int(value))
+        x = rng.normal(value, 1.0, size=(10, 4)).astype(np.float32)
+        stats = ClassStatistics.of(x, np.arange(10) % 3, 3)
+        content = RecordDict({STATISTICS: to_record(pack(stats)), "metrics": metrics})
+    else:
+        weight = Array(np.full((3, 4), value, np.float32))
+        content = RecordDict({"arrays": ArrayRecord({"head.weight": weight}), "metrics": metrics})
     return Message(content, dst_node_id=0, message_type="train")
 
 
@@ -75,12 +81,28 @@ def test_every_strategy_checkpoints_after_aggregating(name, tmp_path, flower_tas
             if name == "fedavgm"
             else {"head.weight": zero}
         )
-    live.aggregate_train(1, [_reply(float(v)) for v in range(1, 6)])
+    live.aggregate_train(1, [_reply(float(v), name) for v in range(1, 6)])
     checkpoint.save(tmp_path, _ckpt(cfg, 1, live))
     restored = build_strategy(cfg)
     checkpoint.restore_strategy(restored, checkpoint.load(tmp_path))
-    a, _ = live.aggregate_train(2, [_reply(float(v)) for v in range(2, 7)])
-    b, _ = restored.aggregate_train(2, [_reply(float(v)) for v in range(2, 7)])
+    a, _ = live.aggregate_train(2, [_reply(float(v), name) for v in range(2, 7)])
+    b, _ = restored.aggregate_train(2, [_reply(float(v), name) for v in range(2, 7)])
+    np.testing.assert_array_equal(a["head.weight"].numpy(), b["head.weight"].numpy())
+
+
+def test_a_closed_form_init_resumes_into_its_strategy(tmp_path, flower_task):
+    cfg = _cfg(tmp_path, strategy="fedavgm", init="closed-form")
+    live = build_strategy(cfg)
+    head, _ = live.aggregate_train(1, [_reply(float(v), "closed-form") for v in range(1, 4)])
+    # as configure_train of round 2 records it (the replies below carry the weight only)
+    live.then.current_arrays = ArrayRecord({"head.weight": head["head.weight"]})
+    checkpoint.save(tmp_path, _ckpt(cfg, 1, live))
+    restored = build_strategy(cfg)
+    checkpoint.restore_strategy(restored, checkpoint.load(tmp_path))
+    np.testing.assert_array_equal(restored.init.total.gram, live.init.total.gram)
+    replies = [_reply(float(v)) for v in range(2, 5)]
+    a, _ = live.aggregate_train(2, replies)
+    b, _ = restored.aggregate_train(2, replies)
     np.testing.assert_array_equal(a["head.weight"].numpy(), b["head.weight"].numpy())
 
 

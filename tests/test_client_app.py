@@ -1,10 +1,14 @@
 import numpy as np
 import pytest
+import torch
 from flwr.app import MessageType
 
 from client.app import build_client_app
+from client.session import open_session
+from client.trainer import TrainSettings, train_head
 from fedge.config import FedgeConfig
 from fedge.models.fingerprint import FingerprintMismatch
+from fedge.models.model import build_model, load_trainable_state, trainable_state
 from fedge.records import (
     ARRAYS,
     from_record,
@@ -70,3 +74,23 @@ def test_client_maps_its_classes_onto_the_server_order_by_name(cfg, flower_task)
     msg, _ = _message(cfg, MessageType.TRAIN, classes=("red", "green", "blue", "violet"))
     reply = _raw_train(cfg, msg)
     assert from_record(reply.content[ARRAYS])["head.weight"].shape == (4, 512)
+
+
+def test_a_cpu_client_trains_the_head_as_the_pytorch_trainer_does(cfg, flower_task):
+    msg, before = _message(cfg, MessageType.TRAIN)
+    reply = build_client_app(cfg)(msg, _context(cfg))  # CPU: the numpy trainer
+    session = open_session(cfg, _context(cfg).node_config)
+    train = session.train_embeddings()
+    model = build_model(cfg, 3)
+    load_trainable_state(model, before)
+    train_head(
+        model.head,
+        train.x,
+        session.label_map(["blue", "green", "red"])[train.y],
+        TrainSettings.from_config(cfg),
+        order_seed=(cfg.seed, 1, session.client_id),
+        device=torch.device("cpu"),
+    )
+    ours = from_record(reply.content[ARRAYS])
+    for name, expected in trainable_state(model).items():
+        np.testing.assert_allclose(ours[name], expected, rtol=1e-4, atol=1e-6)

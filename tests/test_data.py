@@ -132,3 +132,57 @@ def test_client_split_caps_train_and_keeps_test_proportional():
 def test_server_test_subset_is_seeded():
     assert (server_test_indices(100, 10, 1) == server_test_indices(100, 10, 1)).all()
     assert len(server_test_indices(100, 0, 1)) == 100
+
+
+def test_one_partition_is_extracted_without_materializing_the_others():
+    from fedge.data.partition import _partitions, partition_of
+
+    labels = np.repeat(np.arange(10), 300)
+    mine = partition_of(labels, 17, 200, "dirichlet", alpha=1.0, seed=4)
+    assert np.array_equal(mine, partition(labels, 200, "dirichlet", alpha=1.0, seed=4)[17])
+    fresh = np.repeat(np.arange(10), 301)  # a table no test has partitioned yet
+    partition_of(fresh, 5, 200, "iid", seed=4)
+    assert set(_partitions(fresh.tobytes(), 200, "iid", 0.5, 2, 4)._loaded) == {0, 5}
+
+
+def test_many_clients_with_strong_skew_get_a_partition_even_below_the_minimum_size(caplog):
+    labels = np.repeat(np.arange(10), 200)  # 2,000 samples, 300 clients, alpha 0.05
+    with caplog.at_level("WARNING"):
+        parts = partition(labels, 300, "dirichlet", alpha=0.05, seed=0)
+    joined = np.concatenate(parts)
+    assert len(parts) == 300 and len(joined) == len(np.unique(joined)) == len(labels)
+    assert min(len(p) for p in parts) < 3  # flwr-datasets' minimum could not be met
+    assert "raise dirichlet-alpha or lower num-clients" in caplog.text
+
+
+def test_a_client_without_training_samples_refuses_to_train(color_folder):
+    import torch
+
+    from client.session import ClientSession, EmptyPartition
+    from fedge.config import FedgeConfig
+    from fedge.data.federated import ClientData, Subset, dataset_splits
+    from fedge.models.model import load_backbone_for
+    from tests.conftest import tiny_config_values
+
+    cfg = FedgeConfig.from_mapping(tiny_config_values(color_folder))
+    source = dataset_splits(cfg).train
+    empty = Subset(source, np.zeros(0, dtype=np.int64))
+    data = ClientData(["blue", "green", "red"], empty, Subset(source, np.arange(3)), 0)
+    session = ClientSession(cfg, 7, torch.device("cpu"), load_backbone_for(cfg), data)
+    with pytest.raises(EmptyPartition, match="client 7 has no training samples"):
+        session.require_training_data()
+
+
+@pytest.mark.parametrize("kind", ["dirichlet", "pathological"])
+def test_partitions_read_from_the_drawn_assignment_equal_flower_datasets_own(kind):
+    import datasets
+
+    from fedge.data.partition import _make_partitioner
+
+    labels = np.random.default_rng(2).integers(0, 10, 3000).astype(np.int64)
+    order = np.random.default_rng(6).permutation(len(labels))
+    own = _make_partitioner(kind, 30, 0.5, 3, 6, len(labels))
+    own.dataset = datasets.Dataset.from_dict({"label": labels[order], "index": order})
+    expected = [np.sort(np.asarray(own.load_partition(i)["index"])) for i in range(30)]
+    ours = partition(labels, 30, kind, alpha=0.5, classes_per_client=3, seed=6)
+    assert all(np.array_equal(a, b) for a, b in zip(ours, expected, strict=True))

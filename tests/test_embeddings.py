@@ -94,3 +94,47 @@ def test_preprocessing_resizes_normalizes_and_converts_grey(size):
     assert x.shape == (3, size, size) and x.dtype == np.float32
     expected = (128 / 255 - np.asarray(pre.mean)) / np.asarray(pre.std)
     np.testing.assert_allclose(x[:, 0, 0], expected, rtol=1e-5)
+
+
+def test_disk_mode_reads_rows_from_shared_shards_without_copying_them_into_memory(
+    color_folder, tmp_path
+):
+    import torch
+
+    from fedge.embeddings.store import memory_cache_bytes
+
+    cfg = _cfg(color_folder, tmp_path)
+    clear_memory_cache()
+    subset = Subset(dataset_splits(cfg).train, np.arange(10))
+    embed_subset(cfg, load_backbone_for(cfg), subset, torch.device("cpu"))
+    embed_subset(cfg, load_backbone_for(cfg), subset, torch.device("cpu"))
+    assert memory_cache_bytes() == 0
+
+
+def test_memory_cache_stays_under_its_limit_dropping_the_oldest(monkeypatch):
+    from fedge.embeddings import store
+
+    clear_memory_cache()
+    monkeypatch.setattr(store, "_MEMORY_LIMIT_BYTES", 3 * 4000)
+    memory = EmbeddingStore(None, "f" * 64, "d" * 64)
+    for i in range(10):
+        memory.remember(np.array([i]), np.zeros((1, 1000), np.float32))  # 4,000 bytes each
+    assert store.memory_cache_bytes() == 3 * 4000
+    assert memory.lookup(np.array([9]))[1].all() and not memory.lookup(np.array([0]))[1].any()
+    clear_memory_cache()
+
+
+def test_the_shared_pass_saves_chunks_and_resumes_where_it_stopped(
+    color_folder, tmp_path, monkeypatch
+):
+    from simulations import runner
+    from tests.conftest import tiny_config_values
+
+    monkeypatch.setattr(runner, "PASS_CHUNK", 16)
+    values = tiny_config_values(color_folder, **{"cache-dir": str(tmp_path)})
+    cfg = FedgeConfig.from_mapping(values)
+    first = runner.precompute_embeddings(cfg)
+    shards = list((tmp_path / "embeddings").glob("*/*/shard-*"))
+    # all 120 training images (clients' train and local test) in chunks of 16, the server's 30
+    assert first == 150 and len(shards) == -(-120 // 16) + 1
+    assert runner.precompute_embeddings(cfg) == 0

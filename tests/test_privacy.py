@@ -183,6 +183,9 @@ def test_each_config_gets_its_training_path(flower_task):
         ({"dp": "central", "edge-fraction": 0.5}, "edge clients"),
         ({"secure-aggregation": True, "edge-fraction": 0.5}, "edge clients"),
         ({"malicious-fraction": 0.2, "attack": "scale", "edge-fraction": 0.5}, "edge clients"),
+        ({"strategy": "closed-form", "dp": "local"}, "class sums and Gram matrix in the clear"),
+        ({"init": "closed-form", "secure-aggregation": True}, "in the clear"),
+        ({"init": "closed-form", "malicious-fraction": 0.2, "attack": "scale"}, "in the clear"),
     ],
 )
 def test_impossible_combinations_say_why(values, message):

@@ -1,4 +1,5 @@
-"""Real federations with Flower's simulation engine, in fresh processes."""
+"""Real federations in fresh processes: Flower's Ray simulation engine, and
+fedge's in-process backend (which must give the same results)."""
 
 from __future__ import annotations
 
@@ -55,11 +56,18 @@ def _set_args(values: dict[str, object]) -> list[str]:
     return ["--set", *(f"{k}={v}" for k, v in values.items())]
 
 
-def test_simulate_writes_the_run_directory_contract(color_folder, tmp_path):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def ray_run(color_folder, tmp_path_factory):
+    """The tiny job, 3 rounds, on Flower's Ray simulation engine (the default)."""
+    tmp = tmp_path_factory.mktemp("ray")
     # Its own cache, so the embedding pass runs whatever ran before in this session.
-    values = tiny_config_values(color_folder, **{"num-rounds": 3, "cache-dir": tmp_path / "c"})
-    proc = _fedge("simulate", *_set_args(values), "--run-dir", str(run))
+    values = tiny_config_values(color_folder, **{"num-rounds": 3, "cache-dir": tmp / "c"})
+    proc = _fedge("simulate", *_set_args(values), "--run-dir", str(tmp / "run"))
+    return tmp / "run", proc
+
+
+def test_simulate_writes_the_run_directory_contract(ray_run):
+    run, proc = ray_run
     table = [line.split() for line in proc.stdout.splitlines() if "/3" in line]
     assert [row[:2] for row in table] == [["1/3", "3/3"], ["2/3", "3/3"], ["3/3", "3/3"]]
     assert "embedding pass" in proc.stdout + proc.stderr
@@ -116,9 +124,23 @@ def test_json_lines_tensorboard_and_report_of_a_real_run(color_folder, tmp_path)
     assert f"| final accuracy | {rows[-1]['accuracy']:.4f} |" in md
 
 
+def test_inprocess_backend_reproduces_the_ray_engines_run(ray_run, color_folder, tmp_path):
+    run = tmp_path / "run"
+    values = tiny_config_values(
+        color_folder, **{"num-rounds": 3, "simulation-backend": "inprocess"}
+    )
+    _fedge("simulate", *_set_args(values), "--run-dir", str(run))
+    keys = ("accuracy", "loss", "federated_accuracy", "train_loss", "bytes_up", "bytes_down")
+    for fast, ray in zip(rundir.read_metrics(run), rundir.read_metrics(ray_run[0]), strict=True):
+        assert fast["num_clients"] == ray["num_clients"] == 3
+        for key in keys:
+            assert fast[key] == pytest.approx(ray[key], rel=1e-5), key
+
+
 def test_saved_model_reproduces_the_reported_accuracy(color_folder, tmp_path):
     run = tmp_path / "run"
-    _fedge("simulate", *_set_args(tiny_config_values(color_folder)), "--run-dir", str(run))
+    values = tiny_config_values(color_folder, **{"simulation-backend": "inprocess"})
+    _fedge("simulate", *_set_args(values), "--run-dir", str(run))
     from safetensors.torch import load_file
 
     from fedge.data.federated import server_test
@@ -181,6 +203,7 @@ def test_real_cifar10_subset_learns_well_above_chance(tmp_path):
         "dirichlet-alpha": 0.5,
         "seed": 1,
         "device": "cpu",
+        "simulation-backend": "inprocess",
     }
     _fedge("simulate", *_set_args(values), "--run-dir", str(run))
     summary = rundir.read_summary(run)

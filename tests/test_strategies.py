@@ -4,6 +4,7 @@ from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import strategy as fl
 
 from fedge.config import STRATEGIES, FedgeConfig
+from server.closed_form import ClosedFormHead, InitThen
 from server.strategies import aggregate_evaluate_metrics, aggregate_train_metrics, build_strategy
 
 EXPECTED = {
@@ -16,6 +17,7 @@ EXPECTED = {
     "fedtrimmedavg": fl.FedTrimmedAvg,
     "krum": fl.Krum,
     "bulyan": fl.Bulyan,
+    "closed-form": ClosedFormHead,  # fedge's own, a subclass of Flower's FedAvg
 }
 
 
@@ -27,6 +29,14 @@ def test_each_name_is_flowers_own_strategy_configured(name):
     strategy = build_strategy(cfg)
     assert type(strategy) is EXPECTED[name]
     assert strategy.fraction_train == 0.5 and strategy.min_train_nodes == 3
+
+
+def test_init_closed_form_runs_one_closed_form_round_before_the_strategy():
+    cfg = FedgeConfig.from_mapping({"strategy": "fedprox", "init": "closed-form"})
+    strategy = build_strategy(cfg)
+    assert isinstance(strategy, InitThen)
+    assert type(strategy.init) is ClosedFormHead and type(strategy.then) is fl.FedProx
+    assert strategy._for(1) is strategy.init and strategy._for(2) is strategy.then
 
 
 def test_strategy_specific_options_reach_flower():

@@ -85,3 +85,25 @@ def test_updates_are_checked_against_the_heads_own_dtypes(flower_task):
     assert len(accepted) == 1 and not rejected
     _, rejected = screen_updates([_reply(1)], wide, UpdateRules())
     assert rejected == [(1, "rejected update: 'head.weight' has dtype float32, expected float64")]
+
+
+def _statistics_reply(node, counts):
+    content = RecordDict(
+        {
+            "statistics": _record({"counts": counts, "sums": np.ones((3, 4), np.float32)}),
+            "metrics": MetricRecord({"num-examples": 10}),
+        }
+    )
+    msg = Message(content, dst_node_id=0, message_type="train")
+    msg.metadata.__dict__["_src_node_id"] = node
+    return msg
+
+
+def test_closed_form_statistics_pass_when_finite_and_are_rejected_otherwise(flower_task):
+    good = _statistics_reply(1, np.array([3, 4, 3], np.float32))
+    bad = _statistics_reply(2, np.array([3, np.inf, 3], np.float32))
+    accepted, rejected = screen_updates([good, bad], _record(GLOBAL), UpdateRules())
+    assert [m.metadata.src_node_id for m in accepted] == [1]
+    assert rejected == [
+        (2, "rejected update: statistics 'counts' has non-finite values (NaN or inf)")
+    ]

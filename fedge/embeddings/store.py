@@ -1,7 +1,8 @@
 """Embedding cache: per process in memory, and on disk keyed by backbone
 fingerprint and data, shared read-only by every process on the machine.
 
-On disk, embeddings live in shards ``<cache>/embeddings/<fingerprint>/<data>/
+In memory, a per-process LRU (256 MiB at most) serves the ``memory`` cache
+mode. On disk, embeddings live in shards ``<cache>/embeddings/<fingerprint>/<data>/
 shard-<hash>/{indices,embeddings}.npy``; a lookup gathers the rows it needs
 from any shards that hold them (memory-mapped, so concurrent readers share
 pages) and only missing rows are computed. Shards are written atomically.
@@ -9,6 +10,7 @@ pages) and only missing rows are computed. Shards are written atomically.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -18,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-_MEMORY_LIMIT_BYTES = 512 * 2**20
+_MEMORY_LIMIT_BYTES = 256 * 2**20
 _memory: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
+_memory_bytes = 0
 
 
 def _indices_key(indices: np.ndarray) -> str:
@@ -27,14 +30,34 @@ def _indices_key(indices: np.ndarray) -> str:
 
 
 def _remember(key: tuple[str, str, str], value: np.ndarray) -> None:
+    """Keep ``value``, dropping the least recently used entries past the limit."""
+    global _memory_bytes
+    old = _memory.pop(key, None)
+    _memory_bytes += value.nbytes - (old.nbytes if old is not None else 0)
     _memory[key] = value
-    _memory.move_to_end(key)
-    while sum(v.nbytes for v in _memory.values()) > _MEMORY_LIMIT_BYTES and len(_memory) > 1:
-        _memory.popitem(last=False)
+    while _memory_bytes > _MEMORY_LIMIT_BYTES and len(_memory) > 1:
+        _, dropped = _memory.popitem(last=False)
+        _memory_bytes -= dropped.nbytes
+
+
+def memory_cache_bytes() -> int:
+    return _memory_bytes
 
 
 def clear_memory_cache() -> None:
+    global _memory_bytes
     _memory.clear()
+    _memory_bytes = 0
+
+
+@functools.lru_cache(maxsize=256)
+def _open_shard(shard: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A shard's indices and embeddings, memory-mapped once per process
+    (shards never change once written: they appear by an atomic rename)."""
+    return (
+        np.load(shard / "indices.npy", mmap_mode="r"),
+        np.load(shard / "embeddings.npy", mmap_mode="r"),
+    )
 
 
 class EmbeddingStore:
@@ -68,8 +91,7 @@ class EmbeddingStore:
         for shard in self._shards():
             if found.all():
                 break
-            held = np.load(shard / "indices.npy", mmap_mode="r")
-            emb = np.load(shard / "embeddings.npy", mmap_mode="r")
+            held, emb = _open_shard(shard)
             want = ~found
             pos = np.searchsorted(held, indices[want])
             pos_ok = pos < len(held)
@@ -108,4 +130,9 @@ class EmbeddingStore:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def remember(self, indices: np.ndarray, embeddings: np.ndarray) -> None:
-        _remember(self._memory_key(indices), embeddings)
+        """Keep rows in this process's memory LRU, when there is no disk store
+        to read them back from (disk shards are memory-mapped and shared by
+        every process instead, so a simulation with thousands of clients does
+        not copy each client's rows into every worker)."""
+        if self.root is None:
+            _remember(self._memory_key(indices), embeddings)
