@@ -59,13 +59,13 @@ def run(kind: str, values: dict[str, Any], log: RoundLog) -> None:
         from simulations.runner import absolute_paths, backend_config, quiet_simulation_logs
 
         cfg = absolute_paths(cfg)
-        quiet_simulation_logs()
-        flwr_run_simulation(
-            server_app=build_baseline_server_app(cfg, [log]),
-            client_app=build_baseline_client_app(cfg),
-            num_supernodes=cfg.num_clients,
-            backend_config=backend_config(cfg),
-        )
+        with quiet_simulation_logs():
+            flwr_run_simulation(
+                server_app=build_baseline_server_app(cfg, [log]),
+                client_app=build_baseline_client_app(cfg),
+                num_supernodes=cfg.num_clients,
+                backend_config=backend_config(cfg),
+            )
     else:
         from fedge.cli.display import QuietDisplay
         from simulations.runner import run_simulation

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -161,6 +161,12 @@ def prepare_edge_backbone(cfg: FedgeConfig) -> str:
     )
 
 
+# Ray workers inherit the environment: their Flower logs (which Ray copies to the
+# console, e.g. "Manually terminating ClientAppActor" at shutdown) keep errors only.
+# Client failures still reach the server as error replies.
+_QUIET_ENV = {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0", "FLWR_LOG_LEVEL": "ERROR"}
+
+
 class _DropDeprecationNotice(logging.Filter):
     """`run_simulation` announces its deprecation on every call; we know."""
 
@@ -168,17 +174,28 @@ class _DropDeprecationNotice(logging.Filter):
         return "DEPRECATED FEATURE" not in record.getMessage()
 
 
-def quiet_simulation_logs() -> None:
-    """Keep Flower's warnings and errors here, drop its per-round INFO chatter."""
+@contextmanager
+def quiet_simulation_logs() -> Iterator[None]:
+    """Keep Flower's warnings and errors, drop its per-round INFO chatter, while a
+    simulation runs; then put the logger and the environment back, so processes
+    started later (a SuperLink, say) log as they would have."""
     logger = logging.getLogger("flwr")
+    level, drop = logger.level, _DropDeprecationNotice()
     logger.setLevel(logging.WARNING)
-    if not any(isinstance(f, _DropDeprecationNotice) for f in logger.filters):
-        logger.addFilter(_DropDeprecationNotice())
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    # Ray workers inherit the environment: their Flower logs (which Ray copies to
-    # this console, e.g. "Manually terminating ClientAppActor" at shutdown) keep
-    # errors only. Client failures still reach the server as error replies.
-    os.environ.setdefault("FLWR_LOG_LEVEL", "ERROR")
+    logger.addFilter(drop)
+    saved = {k: os.environ.get(k) for k in _QUIET_ENV}
+    for key, value in _QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        logger.removeFilter(drop)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def ray_address(cfg: FedgeConfig) -> str:
@@ -235,11 +252,10 @@ def run_simulation(
         precompute_embeddings(cfg, display.progress)
     if edge_partitions(cfg.num_clients, cfg.edge_fraction):
         display.print(prepare_edge_backbone(cfg))
-    quiet_simulation_logs()
     server_app = build_server_app(
         cfg, printer=None, callbacks=[*display.round_callbacks(cfg.num_rounds), *callbacks]
     )
-    with display.running(cfg.num_rounds):
+    with quiet_simulation_logs(), display.running(cfg.num_rounds):
         if cfg.simulation_backend == "inprocess":
             run_inprocess_simulation(
                 server_app,

@@ -64,6 +64,7 @@ class Federation:
             **os.environ,
             "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
             "FLWR_HOME": str(self.flwr_home),
+            "FLWR_LOG_LEVEL": "INFO",  # Flower's default, whatever this process's env says
             "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
             "FLWR_TELEMETRY_ENABLED": "0",
             "FLWR_DISABLE_UPDATE_CHECK": "1",
