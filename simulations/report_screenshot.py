@@ -22,7 +22,7 @@ def find_chromium() -> str | None:
     return next((path for name in BROWSERS if (path := shutil.which(name))), None)
 
 
-def screenshot(html: Path, png: Path, width: int = 1280, height: int = 4000) -> Path:
+def screenshot(html: Path, png: Path, width: int = 1280, height: int = 6000) -> Path:
     """Render ``html`` (a local file) in headless Chromium and save a PNG.
 
     The browser gets a fresh profile and no network features, so a page that
@@ -59,7 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="PNG path (default: beside it)")
     parser.add_argument("--width", type=int, default=1280)
-    parser.add_argument("--height", type=int, default=4000)
+    parser.add_argument(
+        "--height",
+        type=int,
+        default=6000,
+        help="page height in px (a whole report of 10 classes fits in 6000)",
+    )
     args = parser.parse_args(argv)
     html = args.run_dir / "report" / "report.html"
     if not html.is_file():
