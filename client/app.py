@@ -21,7 +21,6 @@ from fedge.config import FedgeConfig, from_run_config
 from fedge.models.fingerprint import check_fingerprint
 from fedge.models.model import (
     FedgeModel,
-    build_model,
     load_trainable_state,
     trainable_state,
 )
@@ -57,13 +56,7 @@ def _prepare(content: RecordDict, context: Context, cfg: FedgeConfig) -> Prepare
         str(config[FINGERPRINT]), session.loaded.fingerprint, session.loaded.describe()
     )
     server_classes = [str(c) for c in config[CLASS_NAMES]]  # type: ignore[union-attr]
-    # One shared model per process serves every client, except under local DP:
-    # Opacus attaches its per-sample gradient hooks to the head it trains.
-    model = (
-        build_model(cfg, len(server_classes), session.loaded)
-        if cfg.dp == "local"
-        else session.model(len(server_classes))
-    )
+    model = session.model(len(server_classes))
     load_trainable_state(model, from_record(content[ARRAYS]))
     return Prepared(session, model, config, session.label_map(server_classes), len(server_classes))
 

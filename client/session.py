@@ -60,8 +60,9 @@ class ClientSession:
         """A model for ``num_classes`` classes, into which each message loads the
         server's trainable parameters. With a frozen backbone, one model per
         process serves every client (a process runs one ClientApp call at a
-        time); unfrozen blocks make a fresh copy per message."""
-        if self.cfg.unfreeze_last:
+        time); unfrozen blocks, and local DP (Opacus hooks the head it trains),
+        make a fresh copy per message."""
+        if self.cfg.unfreeze_last or self.cfg.dp == "local":
             return build_model(self.cfg, num_classes, self.loaded)
         return _shared_model(self.cfg, num_classes)
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from flwr.app import ArrayRecord, Message, RecordDict
+from flwr.app import Array, ArrayRecord, Message, RecordDict
 
 from fedge.records import NUM_EXAMPLES, STATISTICS
 
@@ -31,15 +31,23 @@ class UpdateRules:
     dtypes: Mapping[str, str] | None = None
 
 
+def _values(name: str, array: Array) -> np.ndarray | str:
+    """The array's values, or why they cannot be used (``name`` leads the reason)."""
+    try:
+        value = array.numpy()
+    except Exception as e:  # bytes that are not the array they claim to be
+        return f"{name} cannot be decoded as an array ({type(e).__name__}: {e})"
+    if not np.isfinite(value).all():
+        return f"{name} has non-finite values (NaN or inf)"
+    return value
+
+
 def _statistics_problem(statistics: ArrayRecord) -> str | None:
     """A closed-form reply: finite arrays (their shapes are the strategy's to check)."""
     for key, array in statistics.items():
-        try:
-            value = array.numpy()
-        except Exception as e:  # bytes that are not the array they claim to be
-            return f"statistics '{key}' cannot be decoded as an array ({type(e).__name__}: {e})"
-        if not np.isfinite(value).all():
-            return f"statistics '{key}' has non-finite values (NaN or inf)"
+        value = _values(f"statistics '{key}'", array)
+        if isinstance(value, str):
+            return value
     return None
 
 
@@ -61,12 +69,9 @@ def _arrays_problem(content: RecordDict, reference: ArrayRecord, rules: UpdateRu
         dtype = rules.dtypes.get(key, expected.dtype) if rules.dtypes else expected.dtype
         if got.dtype != dtype:
             return f"'{key}' has dtype {got.dtype}, expected {dtype}"
-        try:
-            value = got.numpy()
-        except Exception as e:  # bytes that are not the array they claim to be
-            return f"'{key}' cannot be decoded as an array ({type(e).__name__}: {e})"
-        if not np.isfinite(value).all():
-            return f"'{key}' has non-finite values (NaN or inf)"
+        value = _values(f"'{key}'", got)
+        if isinstance(value, str):
+            return value
         squared += float(np.sum((value.astype(np.float64) - expected.numpy()) ** 2))
     norm = math.sqrt(squared)
     if rules.max_update_norm > 0 and not norm <= rules.max_update_norm:
